@@ -1,0 +1,1 @@
+"""jaxvis: seeing inside convolutional networks with JAX."""

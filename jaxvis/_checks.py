@@ -1,0 +1,90 @@
+"""Input validation shared by the public functions.
+
+Every check raises ``ValueError`` with what was expected and what was given, so that
+bad input never reaches XLA (whose errors name internal shapes, not the user's).
+Checks on array *values* (finiteness, index ranges) run only on concrete arrays; under
+``jit`` the caller has already been checked at the boundary or the values are traced.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+import jax
+import numpy as np
+
+
+def is_concrete(x) -> bool:
+    """True when ``x`` holds actual values (not a tracer inside jit/vmap/grad)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def choice(what: str, value, choices: Iterable) -> None:
+    """Raise unless ``value`` is one of ``choices``, suggesting the closest name."""
+    choices = list(choices)
+    if value in choices:
+        return
+    hint = ""
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)
+        if close:
+            hint = f" Did you mean {close[0]!r}?"
+    raise ValueError(f"unknown {what} {value!r}; expected one of {choices}.{hint}")
+
+
+def index(what: str, value, size: int) -> None:
+    """Raise unless every entry of ``value`` is an integer in ``[0, size)``."""
+    if not is_concrete(value):
+        return
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be an integer, got {arr.dtype} value {value!r}")
+    if arr.size and (arr.min() < 0 or arr.max() >= size):
+        bad = arr[(arr < 0) | (arr >= size)].ravel()[:5].tolist()
+        raise ValueError(f"{what} out of range: expected 0 <= {what} < {size}, got {bad}")
+
+
+def images(x, shape: Sequence[int], what: str = "images") -> None:
+    """Raise unless ``x`` is a float NHWC batch whose per-image shape is ``shape``."""
+    x_shape = tuple(np.shape(x))
+    expected = tuple(shape)
+    if len(x_shape) != 4:
+        raise ValueError(
+            f"{what} must be a batch of shape (N, {', '.join(map(str, expected))}) "
+            f"(NHWC), got an array of rank {len(x_shape)} with shape {x_shape}"
+        )
+    if x_shape[-1] != expected[-1]:
+        raise ValueError(
+            f"{what} must have {expected[-1]} channels (NHWC, channels last), "
+            f"got shape {x_shape} with {x_shape[-1]}"
+        )
+    if x_shape[1:] != expected:
+        raise ValueError(f"{what} must have shape (N, {', '.join(map(str, expected))}), got {x_shape}")
+    dtype = np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
+    if dtype.kind != "f":
+        raise ValueError(
+            f"{what} must be floating point (normalized with model.normalize), got dtype {dtype}"
+        )
+    finite(x, what)
+
+
+def finite(x, what: str) -> None:
+    """Raise if a concrete array holds NaN or infinity, saying how many and where."""
+    if not is_concrete(x):
+        return
+    arr = np.asarray(x)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{what} must be finite, got {int(bad.sum())} non-finite values "
+            f"(first at index {first}: {arr[first]})"
+        )
+
+
+def positive(what: str, value, strict: bool = True) -> None:
+    ok = value > 0 if strict else value >= 0
+    if not ok:
+        bound = "> 0" if strict else ">= 0"
+        raise ValueError(f"{what} must be {bound}, got {value!r}")

@@ -1,0 +1,172 @@
+"""The components of a ConvNet and of the deconvnet that inverts it, as pure functions.
+
+Forward ops (Zeiler & Fergus Sec. 2): convolution, max pooling that also returns its
+*switches* (the argmax inside each window), local response (contrast) normalization,
+dense, flatten, dropout. Inverse ops (Sec. 2.1): ``unpool`` places each value at its
+switch, ``unrelu`` rectifies the signal going down, ``deconv`` applies the transposed
+filters (flipped spatially, input and output channels swapped).
+
+All arrays are NHWC; kernels are HWIO (height, width, in/groups, out).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Pair = tuple[int, int]
+Padding = tuple[Pair, Pair]
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def conv2d(x_NHWC, kernel_HWIO, bias_O=None, stride: Pair = (1, 1), padding: Padding = ((0, 0), (0, 0)),
+           dilation: Pair = (1, 1), groups: int = 1):
+    """2-D cross-correlation with explicit padding, dilation and feature groups."""
+    y = lax.conv_general_dilated(
+        x_NHWC, kernel_HWIO, window_strides=stride, padding=padding,
+        rhs_dilation=dilation, dimension_numbers=_DIMS, feature_group_count=groups)
+    return y if bias_O is None else y + bias_O
+
+
+def transpose_kernel(kernel_HWIO, groups: int = 1):
+    """The deconvnet filter: flipped spatially with input and output channels swapped.
+
+    For grouped convolutions the swap happens within each group, so the result is a
+    valid HWIO kernel for a convolution with the same ``groups``.
+    """
+    kh, kw, cin_g, cout = kernel_HWIO.shape
+    k = kernel_HWIO.reshape(kh, kw, cin_g, groups, cout // groups)
+    k = jnp.transpose(k, (0, 1, 4, 3, 2)).reshape(kh, kw, cout // groups, groups * cin_g)
+    return k[::-1, ::-1]
+
+
+def deconv(y_NHWC, kernel_HWIO, input_hw: Pair, stride: Pair = (1, 1),
+           padding: Padding = ((0, 0), (0, 0)), dilation: Pair = (1, 1), groups: int = 1):
+    """Map a signal on a conv layer's output back to its input with the transposed filters.
+
+    ``input_hw`` is the spatial size of the forward input: with stride > 1 several input
+    sizes give the same output size, so it cannot be inferred.
+    """
+    pads = []
+    for axis in range(2):
+        k_eff = (kernel_HWIO.shape[axis] - 1) * dilation[axis] + 1
+        lo = k_eff - 1 - padding[axis][0]
+        out = y_NHWC.shape[1 + axis]
+        hi = input_hw[axis] + padding[axis][0] - (out - 1) * stride[axis] - 1
+        pads.append((lo, hi))
+    return lax.conv_general_dilated(
+        y_NHWC, transpose_kernel(kernel_HWIO, groups), window_strides=(1, 1), padding=pads,
+        lhs_dilation=stride, rhs_dilation=dilation, dimension_numbers=_DIMS,
+        feature_group_count=groups)
+
+
+def relu(x):
+    """The forward rectifier. Backward rules live in :mod:`jaxvis.rules`."""
+    return jnp.maximum(x, 0)
+
+
+def unrelu(signal):
+    """The deconvnet's rectification of the reconstruction on its way down."""
+    return jnp.maximum(signal, 0)
+
+
+def pool_output_size(size: int, window: int, stride: int, pad: Pair, ceil_mode: bool) -> int:
+    """Output length of a pooling window along one axis (PyTorch's rule for ceil mode)."""
+    span = size + pad[0] + pad[1] - window
+    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad[0]:
+        out -= 1  # the last window must start inside the image or its left padding
+    return out
+
+
+def _pool_geometry(hw: Pair, window: Pair, stride: Pair, padding: Padding, ceil_mode: bool):
+    """Output size and the (lo, hi) padding that makes every window fit."""
+    out, pads = [], []
+    for a in range(2):
+        o = pool_output_size(hw[a], window[a], stride[a], padding[a], ceil_mode)
+        hi = (o - 1) * stride[a] + window[a] - hw[a] - padding[a][0]
+        out.append(o)
+        pads.append((padding[a][0], hi))
+    return tuple(out), tuple(pads)
+
+
+def max_pool(x_NHWC, window: Pair, stride: Pair, padding: Padding = ((0, 0), (0, 0)),
+             ceil_mode: bool = False):
+    """Max pooling that also returns the switches.
+
+    Returns ``(y, switches)``, where ``switches`` holds, for each output value, the
+    row-major index ``dy * window[1] + dx`` of the maximum inside its window (the first
+    one on ties, as PyTorch does). ``y`` is gathered *through* the switches, so its
+    vector-Jacobian product routes the signal exactly to the switch positions, also in
+    overlapping windows and on ties (where ``jnp.max`` would split it).
+    """
+    n, h, w, c = x_NHWC.shape
+    (ho, wo), pads = _pool_geometry((h, w), window, stride, padding, ceil_mode)
+    xp = jnp.pad(x_NHWC, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-jnp.inf)
+    views = [
+        lax.slice(xp, (0, dy, dx, 0), (n, dy + (ho - 1) * stride[0] + 1, dx + (wo - 1) * stride[1] + 1, c),
+                  (1, stride[0], stride[1], 1))
+        for dy in range(window[0]) for dx in range(window[1])
+    ]
+    stack_KNHWC = jnp.stack(views)
+    switches = jnp.argmax(stack_KNHWC, axis=0).astype(jnp.int32)
+    y = jnp.take_along_axis(stack_KNHWC, switches[None], axis=0)[0]
+    return y, switches
+
+
+def unpool(y_NHWC, switches, input_hw: Pair, window: Pair, stride: Pair,
+           padding: Padding = ((0, 0), (0, 0)), ceil_mode: bool = False):
+    """Place each value at its switch position in the pooling layer's input.
+
+    Values of overlapping windows that share a switch position add up.
+    """
+    (ho, wo), pads = _pool_geometry(input_hw, window, stride, padding, ceil_mode)
+    hp = input_hw[0] + pads[0][0] + pads[0][1]
+    wp = input_hw[1] + pads[1][0] + pads[1][1]
+    zero = jnp.zeros((), y_NHWC.dtype)
+    out = jnp.zeros((y_NHWC.shape[0], hp, wp, y_NHWC.shape[3]), y_NHWC.dtype)
+    for k in range(window[0] * window[1]):
+        dy, dx = divmod(k, window[1])
+        placed = jnp.where(switches == k, y_NHWC, zero)
+        out = out + lax.pad(placed, zero, (
+            (0, 0, 0),
+            (dy, hp - dy - (ho - 1) * stride[0] - 1, stride[0] - 1),
+            (dx, wp - dx - (wo - 1) * stride[1] - 1, stride[1] - 1),
+            (0, 0, 0)))
+    return out[:, pads[0][0]:pads[0][0] + input_hw[0], pads[1][0]:pads[1][0] + input_hw[1]]
+
+
+def local_response_norm(x_NHWC, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+    """Normalization across maps (Krizhevsky et al.; PyTorch's ``LocalResponseNorm``).
+
+    ``y_c = x_c / (k + alpha / size * sum_{c' near c} x_{c'}^2) ** beta``, the window of
+    ``size`` maps centred on ``c`` and cut at the ends.
+    """
+    sq = lax.reduce_window(
+        x_NHWC * x_NHWC, 0.0, lax.add, (1, 1, 1, size), (1, 1, 1, 1),
+        ((0, 0), (0, 0), (0, 0), (size // 2, (size - 1) // 2)))
+    return x_NHWC / (k + alpha / size * sq) ** beta
+
+
+def dense(x_NF, kernel_FO, bias_O=None):
+    y = x_NF @ kernel_FO
+    return y if bias_O is None else y + bias_O
+
+
+def flatten(x):
+    """Flatten all but the batch axis, in NHWC (row, column, channel) order."""
+    return x.reshape(x.shape[0], -1)
+
+
+def dropout(x, rate: float, rng: jax.Array | None, train: bool):
+    """Inverted dropout; the identity unless ``train``."""
+    if not train or rate == 0.0:
+        return x
+    if rng is None:
+        raise ValueError("dropout in training mode needs an rng: pass apply(..., rng=key)")
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
