@@ -61,7 +61,7 @@ def images(x, shape: Sequence[int], what: str = "images") -> None:
         )
     if x_shape[1:] != expected:
         raise ValueError(f"{what} must have shape (N, {', '.join(map(str, expected))}), got {x_shape}")
-    dtype = np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
+    dtype = np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
     if dtype.kind != "f":
         raise ValueError(
             f"{what} must be floating point (normalized with model.normalize), got dtype {dtype}"

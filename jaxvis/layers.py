@@ -29,7 +29,7 @@ def conv2d(x_NHWC, kernel_HWIO, bias_O=None, stride: Pair = (1, 1), padding: Pad
     y = lax.conv_general_dilated(
         x_NHWC, kernel_HWIO, window_strides=stride, padding=padding,
         rhs_dilation=dilation, dimension_numbers=_DIMS, feature_group_count=groups)
-    return y if bias_O is None else y + bias_O
+    return y if bias_O is None else y + bias_O.reshape(1, 1, 1, -1)
 
 
 def transpose_kernel(kernel_HWIO, groups: int = 1):
@@ -106,7 +106,8 @@ def max_pool(x_NHWC, window: Pair, stride: Pair, padding: Padding = ((0, 0), (0,
     """
     n, h, w, c = x_NHWC.shape
     (ho, wo), pads = _pool_geometry((h, w), window, stride, padding, ceil_mode)
-    xp = jnp.pad(x_NHWC, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-jnp.inf)
+    # lax.pad, unlike jnp.pad, takes negative padding: a floor-mode tail that no window reads.
+    xp = lax.pad(x_NHWC, jnp.array(-jnp.inf, x_NHWC.dtype), ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
     views = [
         lax.slice(xp, (0, dy, dx, 0), (n, dy + (ho - 1) * stride[0] + 1, dx + (wo - 1) * stride[1] + 1, c),
                   (1, stride[0], stride[1], 1))
@@ -125,8 +126,8 @@ def unpool(y_NHWC, switches, input_hw: Pair, window: Pair, stride: Pair,
     Values of overlapping windows that share a switch position add up.
     """
     (ho, wo), pads = _pool_geometry(input_hw, window, stride, padding, ceil_mode)
-    hp = input_hw[0] + pads[0][0] + pads[0][1]
-    wp = input_hw[1] + pads[1][0] + pads[1][1]
+    hp = input_hw[0] + pads[0][0] + max(pads[0][1], 0)
+    wp = input_hw[1] + pads[1][0] + max(pads[1][1], 0)
     zero = jnp.zeros((), y_NHWC.dtype)
     out = jnp.zeros((y_NHWC.shape[0], hp, wp, y_NHWC.shape[3]), y_NHWC.dtype)
     for k in range(window[0] * window[1]):
@@ -154,7 +155,7 @@ def local_response_norm(x_NHWC, size: int = 5, alpha: float = 1e-4, beta: float 
 
 def dense(x_NF, kernel_FO, bias_O=None):
     y = x_NF @ kernel_FO
-    return y if bias_O is None else y + bias_O
+    return y if bias_O is None else y + bias_O[None]
 
 
 def flatten(x):

@@ -328,11 +328,16 @@ class Model:
         pixels = jnp.asarray(pixels)
         if pixels.dtype == jnp.uint8:
             pixels = pixels.astype(jnp.float32) / 255.0
-        return (pixels - jnp.asarray(self.mean)) / jnp.asarray(self.std)
+        return (pixels - self._channel(self.mean, pixels)) / self._channel(self.std, pixels)
 
     def denormalize(self, x):
         """Inverse of :meth:`normalize`, giving pixels in [0, 1] (not clipped)."""
-        return x * jnp.asarray(self.std) + jnp.asarray(self.mean)
+        return x * self._channel(self.std, x) + self._channel(self.mean, x)
+
+    @staticmethod
+    def _channel(values, like):
+        """Per-channel constants shaped to broadcast over the trailing axis of ``like``."""
+        return jnp.asarray(values, jnp.float32).reshape((1,) * (jnp.ndim(like) - 1) + (-1,))
 
     # --- parameters and forward pass ---------------------------------------------------
     @functools.cached_property
@@ -341,9 +346,12 @@ class Model:
 
     def init(self, key: jax.Array) -> Params:
         """Random parameters: He-normal kernels, zero biases, as ``{layer: {kernel, bias}}``."""
+        return flax.core.unfreeze(self._init(key))
+
+    @functools.cached_property
+    def _init(self) -> Callable:
         x = jnp.zeros((1, *self.input_shape), jnp.float32)
-        init = jax.jit(lambda k: self._module.init(k, x, rules.gradient, False, None, None)["params"])
-        return flax.core.unfreeze(init(key))
+        return jax.jit(lambda key: self._module.init(key, x, rules.gradient, False, None, None)["params"])
 
     def apply(self, params: Params, x, rule: str = "gradient", train: bool = False,
               rng: jax.Array | None = None, until: str | None = None):
@@ -399,12 +407,24 @@ def mnist_cnn(dilation: int = 1, num_classes: int = 10, widths: tuple[int, int] 
         conv("conv4", w2, 3, padding=d, dilation=d), relu("relu4"), max_pool("pool2", 2),
         flatten(), dense("fc5", hidden), relu("relu5"), dropout("drop5"), dense("fc6", num_classes),
     )
-    return Model(f"mnist_cnn(dilation={d})" if d != 1 else "mnist_cnn", layers, tuple(input_shape),
-                 tuple(mean), tuple(std))
+    model = Model(f"mnist_cnn(dilation={d})" if d != 1 else "mnist_cnn", layers, tuple(input_shape),
+                  tuple(mean), tuple(std))
+    inputs = dict(zip(model.names[1:], (model.shapes[n] for n in model.names)))
+    for layer in layers:
+        if layer.kind == "conv" and max(layer.effective_kernel) > min(inputs.get(layer.name, input_shape)[:2]):
+            hw = inputs.get(layer.name, input_shape)[:2]
+            raise ValueError(f"dilation {d} gives layer {layer.name!r} an effective kernel of "
+                             f"{layer.effective_kernel[0]}, larger than its {hw[0]}x{hw[1]} input map: "
+                             "most taps would read only padding")
+    return model
 
 
-def alexnet(num_classes: int = 1000) -> Model:
-    """torchvision's AlexNet (single-tower, 64-192-384-256-256, no normalization)."""
+def alexnet(num_classes: int = 1000, input_size: int = 224) -> Model:
+    """torchvision's AlexNet (single-tower, 64-192-384-256-256, no normalization).
+
+    ``input_size`` other than 224 changes fc6's fan-in (torchvision's adaptive average
+    pool, which would hide that, is the identity at 224 and is not modelled).
+    """
     layers = (
         conv("conv1", 64, 11, stride=4, padding=2), relu("relu1"), max_pool("pool1", 3, 2),
         conv("conv2", 192, 5, padding=2), relu("relu2"), max_pool("pool2", 3, 2),
@@ -413,11 +433,11 @@ def alexnet(num_classes: int = 1000) -> Model:
         conv("conv5", 256, 3, padding=1), relu("relu5"), max_pool("pool5", 3, 2),
         flatten(), *_classifier(4096, num_classes, dropout_first=True),
     )
-    return Model("alexnet", layers, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD)
+    return Model("alexnet", layers, (input_size, input_size, 3), IMAGENET_MEAN, IMAGENET_STD)
 
 
 def zfnet(num_classes: int = 1000, widths: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256),
-          hidden: int = 4096) -> Model:
+          hidden: int = 4096, input_size: int = 224) -> Model:
     """Zeiler & Fergus Fig. 3: 7x7 stride-2 first layer, 3x3 stride-2 pooling, contrast
     normalization after layers 1 and 2, maps 110 -> 55 -> 26 -> 13 -> 13 -> 13 -> 6.
 
@@ -433,10 +453,10 @@ def zfnet(num_classes: int = 1000, widths: tuple[int, int, int, int, int] = (96,
         conv("conv5", w[4], 3, padding=1), relu("relu5"), max_pool("pool5", 3, 2),
         flatten(), *_classifier(hidden, num_classes, dropout_first=False),
     )
-    return Model("zfnet", layers, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD)
+    return Model("zfnet", layers, (input_size, input_size, 3), IMAGENET_MEAN, IMAGENET_STD)
 
 
-def _vgg(name: str, blocks: Sequence[int], num_classes: int) -> Model:
+def _vgg(name: str, blocks: Sequence[int], num_classes: int, input_size: int) -> Model:
     layers: list[Layer] = []
     widths = (64, 128, 256, 512, 512)
     for b, (n, width) in enumerate(zip(blocks, widths), start=1):
@@ -444,15 +464,17 @@ def _vgg(name: str, blocks: Sequence[int], num_classes: int) -> Model:
             layers += [conv(f"conv{b}_{i}", width, 3, padding=1), relu(f"relu{b}_{i}")]
         layers.append(max_pool(f"pool{b}", 2))
     layers += [flatten(), *_classifier(4096, num_classes, dropout_first=False)]
-    return Model(name, tuple(layers), (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD)
+    return Model(name, tuple(layers), (input_size, input_size, 3), IMAGENET_MEAN, IMAGENET_STD)
 
 
-def vgg16(num_classes: int = 1000) -> Model:
-    return _vgg("vgg16", (2, 2, 3, 3, 3), num_classes)
+def vgg16(num_classes: int = 1000, input_size: int = 224) -> Model:
+    """Simonyan & Zisserman configuration D in torchvision's layout (no batch norm)."""
+    return _vgg("vgg16", (2, 2, 3, 3, 3), num_classes, input_size)
 
 
-def vgg19(num_classes: int = 1000) -> Model:
-    return _vgg("vgg19", (2, 2, 4, 4, 4), num_classes)
+def vgg19(num_classes: int = 1000, input_size: int = 224) -> Model:
+    """Configuration E in torchvision's layout (no batch norm)."""
+    return _vgg("vgg19", (2, 2, 4, 4, 4), num_classes, input_size)
 
 
 ZOO: dict[str, Callable[..., Model]] = {

@@ -1,0 +1,35 @@
+# The two Quick start commands (`make demo`, `make test`) need only Python >= 3.11 and make:
+# each creates .venv and installs what it needs. `make compare` adds PyTorch and Captum;
+# `make integration` needs the real MNIST in ../shared/data/mnist (or JAXVIS_DATA_DIR).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: demo test compare integration bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+$(VENV)/.compare: $(VENV)/.installed requirements-compare.txt
+	$(PY) -m pip install --quiet -r requirements-compare.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) scripts/demo.py --out outputs
+
+test: $(VENV)/.installed
+	$(PY) -m pytest tests -q --ignore=tests/compare --ignore=tests/integration
+
+compare: $(VENV)/.compare
+	$(PY) -m pytest tests/compare -q -s
+
+integration: $(VENV)/.installed
+	$(PY) -m pytest tests/integration -q
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

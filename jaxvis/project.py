@@ -1,0 +1,174 @@
+"""Projection of chosen activations back to pixel space (Zeiler & Fergus Sec. 2.1).
+
+To examine one activation, keep it, zero every other activation of its layer, and pass
+the result down: unpool through the switches, rectify, filter with the transposed
+filters, layer by layer, to the input. Two paths compute this:
+
+- :func:`project`, the one the rest of jaxvis calls: ``jax.vjp`` through the forward
+  pass with a ReLU backward rule (``deconvnet``, ``guided`` or ``gradient``). Max-pool's
+  VJP routes through the switches and convolution's VJP is the transposed filter, so
+  with the ``deconvnet`` rule the VJP *is* the deconvnet.
+- :func:`project_explicit`, the paper's procedure written out layer by layer with
+  :func:`~jaxvis.layers.unpool`, :func:`~jaxvis.layers.unrelu` and
+  :func:`~jaxvis.layers.deconv`: the readable reference and the test oracle. The paper
+  does not say what contrast normalization does on the way down; here it applies the
+  normalization layer's vector-Jacobian product at the forward input.
+
+What to project is a :class:`Select`: one unit, the strongest unit of a map (the
+paper's choice), or a whole map. Selections are pytrees of integer arrays, so
+``jax.vmap`` over them projects many at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvis import _checks, layers as L
+from jaxvis.models import Model, Params
+
+Mode = Literal["unit", "strongest", "map"]
+MODES = ("unit", "strongest", "map")
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["channel", "row", "col"],
+                   meta_fields=["mode"])
+@dataclasses.dataclass(frozen=True)
+class Select:
+    """Which activations of a layer to keep (all others are zeroed).
+
+    - ``Select.unit(c, i, j)``: the unit at row ``i``, column ``j`` of map ``c``
+      (for a dense layer: ``Select.unit(c)``);
+    - ``Select.strongest(c)``: the strongest unit of map ``c`` (Zeiler & Fergus);
+    - ``Select.map(c)``: every unit of map ``c``.
+
+    Fields may be arrays of equal shape; ``jax.vmap`` over a :class:`Select` projects
+    each entry.
+    """
+
+    mode: Mode
+    channel: jax.Array
+    row: jax.Array
+    col: jax.Array
+
+    @classmethod
+    def unit(cls, channel, row=0, col=0) -> Select:
+        return cls("unit", *_as_index(channel, row, col))
+
+    @classmethod
+    def strongest(cls, channel) -> Select:
+        return cls("strongest", *_as_index(channel, 0, 0))
+
+    @classmethod
+    def map(cls, channel) -> Select:
+        return cls("map", *_as_index(channel, 0, 0))
+
+    def mask(self, act_HWC) -> jax.Array:
+        """1 where an activation is kept, 0 elsewhere, for one example's activations."""
+        act = act_HWC if act_HWC.ndim == 3 else act_HWC[None, None]
+        h, w, c = act.shape
+        in_map = (jnp.arange(c) == self.channel).reshape(1, 1, c)
+        if self.mode == "map":
+            keep = jnp.broadcast_to(in_map, act.shape)
+        else:
+            if self.mode == "unit":
+                row, col = self.row, self.col
+            else:
+                flat = jnp.argmax(act[:, :, self.channel].ravel())
+                row, col = flat // w, flat % w
+            at = (jnp.arange(h).reshape(h, 1, 1) == row) & (jnp.arange(w).reshape(1, w, 1) == col)
+            keep = at & in_map
+        return keep.reshape(act_HWC.shape).astype(act.dtype)
+
+
+def _as_index(*values):
+    """Integer arrays broadcast to one shape, so that ``vmap`` maps every field."""
+    return tuple(jnp.broadcast_arrays(*(jnp.asarray(v).astype(jnp.int32) for v in values)))
+
+
+def check_select(model: Model, layer: str, select: Select) -> None:
+    """Raise a ``ValueError`` for an unknown layer or mode, or an index out of range."""
+    model.check_layer(layer)
+    _checks.choice("selection mode", select.mode, MODES)
+    shape = model.shapes[layer]
+    if len(shape) == 1 and select.mode != "unit":
+        raise ValueError(f"layer {layer!r} is dense (shape {shape}); only Select.unit(index) applies to it")
+    _checks.index(f"channel of layer {layer!r}", select.channel, shape[-1])
+    if select.mode == "unit" and len(shape) == 3:
+        _checks.index(f"row of layer {layer!r}", select.row, shape[0])
+        _checks.index(f"col of layer {layer!r}", select.col, shape[1])
+
+
+def _single_image(model: Model, x_HWC) -> None:
+    if np.ndim(x_HWC) != 3:
+        raise ValueError(f"project takes one image of shape {model.input_shape} (HWC; vmap for a batch), "
+                         f"got shape {np.shape(x_HWC)}")
+    _checks.images(x_HWC[None], model.input_shape, what="image")
+
+
+def project(model: Model, params: Params, x_HWC, layer: str, select: Select,
+            rule: str = "deconvnet") -> jax.Array:
+    """The selected activations of ``layer`` projected to input space, shape ``x_HWC.shape``.
+
+    The kept activations keep their values (the paper passes the feature map, not a unit
+    signal), so a unit that is off projects to zero. Jittable (``model``, ``layer``,
+    ``rule`` static) and vmappable over ``x_HWC`` and ``select``.
+    """
+    _single_image(model, x_HWC)
+    check_select(model, layer, select)
+    return _project(model, params, x_HWC, layer, select, rule)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer", "rule"))
+def _project(model: Model, params: Params, x_HWC, layer: str, select: Select, rule: str):
+    def features(x):
+        return model.apply(params, x[None], rule=rule, until=layer)[0][0]
+
+    act, pullback = jax.vjp(features, x_HWC)
+    (reconstruction,) = pullback(act * select.mask(act))
+    return reconstruction
+
+
+def project_explicit(model: Model, params: Params, x_HWC, layer: str, select: Select) -> jax.Array:
+    """The deconvnet written out: unpool(switches) -> unrelu -> deconv, layer by layer.
+
+    Equal to ``project(..., rule="deconvnet")`` to float tolerance; kept as the
+    paper's readable procedure and as the oracle that tests :func:`project` against.
+    """
+    _single_image(model, x_HWC)
+    check_select(model, layer, select)
+    x = x_HWC[None]
+    _, trace = model.apply(params, x, until=layer)
+    inputs = {}  # each layer's input, needed for shapes and for the normalization's VJP
+    previous = x
+    for spec in model.layers:
+        inputs[spec.name] = previous
+        previous = trace.activations[spec.name]
+        if spec.name == layer:
+            break
+    act = trace.activations[layer][0]
+    signal = (act * select.mask(act))[None]
+    for spec in reversed(model.layers[:model.names.index(layer) + 1]):
+        below = inputs[spec.name]
+        if spec.kind == "relu":
+            signal = L.unrelu(signal)
+        elif spec.kind == "max_pool":
+            signal = L.unpool(signal, trace.switches[spec.name], below.shape[1:3], spec.kernel, spec.stride,
+                              spec.padding, spec.ceil_mode)
+        elif spec.kind == "conv":
+            signal = L.deconv(signal, params[spec.name]["kernel"], below.shape[1:3], spec.stride, spec.padding,
+                              spec.dilation, spec.groups)
+        elif spec.kind == "dense":
+            signal = signal @ params[spec.name]["kernel"].T
+        elif spec.kind == "flatten":
+            signal = signal.reshape(below.shape)
+        elif spec.kind == "lrn":
+            _, norm_vjp = jax.vjp(lambda v, s=spec: L.local_response_norm(v, *s.lrn), below)
+            (signal,) = norm_vjp(signal)
+        # dropout is the identity at analysis time
+    return signal[0]

@@ -1,0 +1,384 @@
+"""Pretrained weights in and out: torchvision state dicts and Keras VGG files to jaxvis params.
+
+jaxvis layer tuples mirror torchvision's ``nn.Sequential`` layout, so the torchvision key
+of every parameter is *derived* from the tuple: a layer before the ``flatten`` layer is
+``features.<its position in the tuple>``, a layer after it ``classifier.<its position
+after the flatten>``; no per-model key tables exist. Conversions: a conv weight goes
+from PyTorch's OIHW to HWIO, a linear weight from ``(out, in)`` to ``(in, out)``, and
+the first dense layer after the flatten has its input rows reordered from PyTorch's
+``(C, H, W)`` flatten order to jaxvis's ``(H, W, C)``. :func:`load` reads ``.pth``/``.pt``
+(through PyTorch, only when installed), ``.safetensors`` and ``.npz`` files with
+torchvision key names, and the Keras-2 VGG16/VGG19 ``.h5`` files
+(``vgg16_weights_tf_dim_ordering_tf_kernels.h5``), whose kernels are already HWIO and
+whose flatten is already channels-last, so they are copied as they are. Beware that
+the Keras VGG weights expect caffe-style inputs: BGR channel order with the ImageNet
+mean ``(103.939, 116.779, 123.68)`` subtracted from 0-255 pixels and no scaling, not
+:meth:`jaxvis.models.Model.normalize`'s RGB mean/std inputs. :func:`to_torchvision` and
+:func:`save` are the exact inverse of the torchvision import. A file whose tensors do
+not fit the model raises one ``ValueError`` that lists every missing, unexpected and
+mis-shaped tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvis.models import Model, Params
+
+TORCH_SUFFIXES = (".pth", ".pt")
+LOAD_SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", ".npz", ".h5", ".hdf5")
+SAVE_SUFFIXES = (".safetensors", ".npz", *TORCH_SUFFIXES)
+TORCH_REQUIREMENT = "torch==2.13.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """One parameter tensor: where it lives in jaxvis params and in a file, and how it
+    converts between the two layouts."""
+
+    layer: str
+    param: str  # "kernel" or "bias"
+    key: str  # the file's name for it
+    shape: tuple[int, ...]  # jaxvis shape
+    file_shape: tuple[int, ...]
+    to_jaxvis: Callable[[np.ndarray], np.ndarray]
+    to_file: Callable[[np.ndarray], np.ndarray]
+
+
+def _identity(a):
+    return a
+
+
+def _param_shapes(model: Model) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """``{layer: (kernel shape, bias shape)}`` of every layer with parameters, in order."""
+    shapes, prev, out = model.shapes, tuple(model.input_shape), {}
+    for layer in model.layers:
+        if layer.kind == "conv":
+            out[layer.name] = ((*layer.kernel, prev[-1] // layer.groups, layer.features), (layer.features,))
+        elif layer.kind == "dense":
+            out[layer.name] = ((prev[-1], layer.features), (layer.features,))
+        prev = shapes[layer.name]
+    return out
+
+
+def _torchvision_entries(model: Model) -> list[_Entry]:
+    """The torchvision name, shape and conversion of every parameter, from the layer tuple."""
+    kinds = [layer.kind for layer in model.layers]
+    flat = kinds.index("flatten") if "flatten" in kinds else len(kinds)
+    shapes, params = model.shapes, _param_shapes(model)
+    entries: list[_Entry] = []
+    permute_next_dense = None
+    for i, layer in enumerate(model.layers):
+        if i == flat:
+            before = shapes[model.layers[i - 1].name] if i > 0 else tuple(model.input_shape)
+            permute_next_dense = before if len(before) == 3 else None
+            continue
+        if not layer.has_params:
+            continue
+        prefix = f"features.{i}" if i < flat else f"classifier.{i - flat - 1}"
+        kshape, bshape = params[layer.name]
+        if layer.kind == "conv":
+            kh, kw, cin, cout = kshape
+            entries.append(_Entry(layer.name, "kernel", f"{prefix}.weight", kshape, (cout, cin, kh, kw),
+                                  lambda w: w.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1)))
+        else:
+            fin, fout = kshape
+            if permute_next_dense is not None:
+                h, w, c = permute_next_dense
+
+                def to_jaxvis(t, h=h, w=w, c=c, fout=fout):
+                    # torch column c*H*W + y*W + x  ->  jaxvis row y*W*C + x*C + c
+                    return t.reshape(fout, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, fout)
+
+                def to_file(k, h=h, w=w, c=c, fout=fout):
+                    return k.reshape(h, w, c, fout).transpose(3, 2, 0, 1).reshape(fout, c * h * w)
+
+                permute_next_dense = None
+            else:
+                to_jaxvis = to_file = lambda a: a.T
+            entries.append(_Entry(layer.name, "kernel", f"{prefix}.weight", kshape, (fout, fin),
+                                  to_jaxvis, to_file))
+        entries.append(_Entry(layer.name, "bias", f"{prefix}.bias", bshape, bshape, _identity, _identity))
+    return entries
+
+
+_KERAS_CONV = re.compile(r"conv(\d+)_(\d+)")
+_KERAS_DENSE = {"fc6": "fc1", "fc7": "fc2", "fc8": "predictions"}
+
+
+def _keras_layer_name(model: Model, name: str) -> str:
+    match = _KERAS_CONV.fullmatch(name)
+    if match:
+        return f"block{match[1]}_conv{match[2]}"
+    if name in _KERAS_DENSE:
+        return _KERAS_DENSE[name]
+    raise ValueError(f"Keras .h5 files map only VGG layers (conv<block>_<i>, fc6, fc7, fc8); "
+                     f"{model.name} has layer {name!r}")
+
+
+def _keras_entries(model: Model) -> list[_Entry]:
+    entries = []
+    for name, (kshape, bshape) in _param_shapes(model).items():
+        keras = _keras_layer_name(model, name)
+        entries.append(_Entry(name, "kernel", f"{keras}/kernel:0", kshape, kshape, _identity, _identity))
+        entries.append(_Entry(name, "bias", f"{keras}/bias:0", bshape, bshape, _identity, _identity))
+    return entries
+
+
+def torchvision_shapes(model: Model) -> dict[str, tuple[int, ...]]:
+    """The tensors a torchvision state dict for ``model`` holds: ``{key: shape}``."""
+    return {e.key: e.file_shape for e in _torchvision_entries(model)}
+
+
+# ---------------------------------------------------------------------------------------
+# Conversion with full error reports
+
+
+def _shape_str(shape) -> str:
+    return str(tuple(int(s) for s in shape))
+
+
+def _convert(model: Model, tensors: Mapping[str, object], entries: list[_Entry], source: str,
+             hint: str = "") -> Params:
+    """File tensors to jaxvis params, raising one ValueError that lists every problem.
+
+    ``hint`` is added to the message when there are problems; a note on the flatten is
+    added when the first dense layer's weight has the wrong shape.
+    """
+    expected = {e.key: e for e in entries}
+    first_dense = next((e for e in entries if e.param == "kernel" and len(e.shape) == 2), None)
+    problems = []
+    for e in entries:
+        if e.key not in tensors:
+            problems.append(f"missing {e.key} (expected shape {_shape_str(e.file_shape)})")
+    for key in tensors:
+        if key not in expected:
+            problems.append(f"unexpected {key} (shape {_shape_str(np.shape(tensors[key]))})")
+    arrays = {}
+    for e in entries:
+        if e.key not in tensors:
+            continue
+        a = np.asarray(tensors[e.key])
+        if a.dtype.kind != "f":
+            problems.append(f"{e.key} must be floating point, got dtype {a.dtype}")
+        elif a.shape != e.file_shape:
+            problems.append(f"wrong shape for {e.key}: expected {_shape_str(e.file_shape)}, "
+                            f"got {_shape_str(a.shape)}")
+            if e is first_dense:
+                hint += _flatten_hint(model, e.layer)
+        else:
+            arrays[e.key] = a
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ValueError(f"{source} does not fit model {model.name} (input shape {model.input_shape}): "
+                         f"{len(problems)} problem{'s' if len(problems) > 1 else ''}:\n{lines}{hint}")
+    params: Params = {}
+    for e in entries:
+        value = e.to_jaxvis(arrays[e.key].astype(np.float32, copy=False))
+        params.setdefault(e.layer, {})[e.param] = jnp.asarray(np.ascontiguousarray(value))
+    return params
+
+
+def _flatten_hint(model: Model, dense: str) -> str:
+    """Why the first dense layer's shape depends on the input size."""
+    kinds = [layer.kind for layer in model.layers]
+    if "flatten" not in kinds or kinds.index("flatten") == 0:
+        return ""
+    before = model.layers[kinds.index("flatten") - 1].name
+    return (f"\n(dense layer {dense!r} reads the flattened {model.shapes[before]} output of {before!r}, "
+            f"which follows from the model's input shape {model.input_shape}; jaxvis has no adaptive "
+            "average pooling before the flatten)")
+
+
+def from_torchvision(model: Model, state_dict: Mapping[str, object], source: str = "state dict") -> Params:
+    """jaxvis params from a torchvision-layout ``{key: array}`` (numpy or anything array-like).
+
+    The exact inverse of :func:`to_torchvision`.
+    """
+    return _convert(model, state_dict, _torchvision_entries(model), source)
+
+
+def to_torchvision(model: Model, params: Params) -> dict[str, np.ndarray]:
+    """jaxvis params as a torchvision state dict of float32 numpy arrays.
+
+    Conv weights are OIHW, linear weights ``(out, in)``, and the first linear layer after
+    the flatten takes its inputs in PyTorch's ``(C, H, W)`` order.
+    """
+    entries = _torchvision_entries(model)
+    problems = []
+    for e in entries:
+        group = params.get(e.layer)
+        value = group.get(e.param) if isinstance(group, Mapping) else None
+        if value is None:
+            problems.append(f"missing params[{e.layer!r}][{e.param!r}] (expected shape {_shape_str(e.shape)})")
+        elif tuple(np.shape(value)) != e.shape:
+            problems.append(f"wrong shape for params[{e.layer!r}][{e.param!r}]: expected "
+                            f"{_shape_str(e.shape)}, got {_shape_str(np.shape(value))}")
+    known = {(e.layer, e.param) for e in entries}
+    for layer, group in params.items():
+        for param in (group if isinstance(group, Mapping) else [None]):
+            if (layer, param) not in known:
+                problems.append(f"unexpected params[{layer!r}]" + ("" if param is None else f"[{param!r}]"))
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ValueError(f"params do not fit model {model.name}: {len(problems)} "
+                         f"problem{'s' if len(problems) > 1 else ''}:\n{lines}")
+    return {e.key: np.ascontiguousarray(e.to_file(np.asarray(params[e.layer][e.param], np.float32)))
+            for e in entries}
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+
+
+def _suffix(path: Path, allowed: tuple[str, ...], verb: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        raise ValueError(f"cannot {verb} weights file {str(path)!r}: unknown suffix {path.suffix!r}; "
+                         f"supported suffixes are {list(allowed)}")
+    return suffix
+
+
+def _import_torch(path: Path):
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"{str(path)!r} is a PyTorch file and reading or writing it needs PyTorch, which is not "
+            f"installed. Install it with `pip install {TORCH_REQUIREMENT}` (the CPU wheel is enough), or "
+            "convert the file to .safetensors or .npz where PyTorch is available, e.g. `python -c \"import "
+            "torch, safetensors.torch as st; st.save_file(torch.load('w.pth', weights_only=True), "
+            "'w.safetensors')\"`") from None
+    return torch
+
+
+def _read_torch(path: Path) -> dict[str, np.ndarray]:
+    torch = _import_torch(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read {str(path)!r} as a PyTorch state dict "
+                         f"(torch.load(weights_only=True)): {type(err).__name__}: {err}") from err
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{str(path)!r} holds a {type(obj).__name__}, not a state dict of tensors")
+    out = {}
+    for key, value in obj.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu()
+            if value.is_floating_point():
+                value = value.to(torch.float32)
+            out[str(key)] = value.numpy()
+        else:
+            out[str(key)] = np.asarray(value)
+    return out
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+    try:
+        return load_file(str(path))
+    except Exception as err:
+        raise ValueError(f"cannot read {str(path)!r} as a .safetensors file: {type(err).__name__}: {err}") from err
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not a named archive")
+        with data:
+            return {key: data[key] for key in data.files}
+    except Exception as err:
+        raise ValueError(f"cannot read {str(path)!r} as a .npz archive of named arrays: "
+                         f"{type(err).__name__}: {err}") from err
+
+
+def _h5_names(group, attr: str) -> list[str]:
+    """A Keras name-list attribute, also when Keras split it into ``attr0``, ``attr1``..."""
+    if attr in group.attrs:
+        values = list(group.attrs[attr])
+    else:
+        values, n = [], 0
+        while f"{attr}{n}" in group.attrs:
+            values += list(group.attrs[f"{attr}{n}"])
+            n += 1
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _read_keras_h5(path: Path) -> dict[str, np.ndarray]:
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            layer_names = _h5_names(root, "layer_names")
+            if not layer_names:
+                raise ValueError("no 'layer_names' attribute: not a Keras-2 weights file "
+                                 "(Keras 3 '.weights.h5' files are not supported)")
+            out = {}
+            for layer in layer_names:
+                group = root[layer]
+                for weight in _h5_names(group, "weight_names"):
+                    out[weight] = np.asarray(group[weight])
+            return out
+    except Exception as err:
+        raise ValueError(f"cannot read {str(path)!r} as a Keras-2 .h5 weights file (root attribute "
+                         f"'layer_names', per-layer 'weight_names'): {type(err).__name__}: {err}") from err
+
+
+def load(model: Model, path: str | os.PathLike) -> Params:
+    """Read weights for ``model`` from a file, dispatching on its suffix.
+
+    ``.pth``/``.pt``: a torchvision state dict, read with PyTorch
+    (``torch.load(map_location="cpu", weights_only=True)``). ``.safetensors``, ``.npz``:
+    the same keys and layouts, read without PyTorch. ``.h5``: the Keras-2 VGG16/VGG19
+    weight files (``block1_conv1 ... fc1, fc2, predictions``; mind the caffe-style inputs
+    these weights expect, see the module docstring).
+
+    Returns ``{layer: {"kernel", "bias"}}`` of float32 ``jax.Array``, structured like
+    ``model.init(key)``. Raises ``FileNotFoundError`` for a missing file and
+    ``ValueError`` for an unknown suffix, an unreadable file, or tensors that do not fit
+    the model (listing every missing, unexpected and mis-shaped one).
+    """
+    path = Path(path)
+    suffix = _suffix(path, LOAD_SUFFIXES, "load")
+    if not path.exists():
+        raise FileNotFoundError(f"weights file not found: {str(path)!r}")
+    if not path.is_file():
+        raise ValueError(f"weights path {str(path)!r} is not a file")
+    source = f"weights file {str(path)!r}"
+    if suffix in (".h5", ".hdf5"):
+        entries = _keras_entries(model)
+        tensors = _read_keras_h5(path)
+        hint = ""
+        if any(e.layer in _KERAS_DENSE and e.key not in tensors for e in entries):
+            hint = ("\n(Keras '_notop' files have no fc1/fc2/predictions; the classifier layers "
+                    "fc6/fc7/fc8 need the full file)")
+        return _convert(model, tensors, entries, source, hint)
+    readers = {".pth": _read_torch, ".pt": _read_torch, ".safetensors": _read_safetensors, ".npz": _read_npz}
+    return from_torchvision(model, readers[suffix](path), source)
+
+
+def save(model: Model, params: Params, path: str | os.PathLike) -> None:
+    """Write ``params`` as a torchvision state dict: ``.safetensors``, ``.npz``, or
+    ``.pth``/``.pt`` (needs PyTorch). :func:`load` reads it back exactly."""
+    path = Path(path)
+    suffix = _suffix(path, SAVE_SUFFIXES, "save")
+    state = to_torchvision(model, params)
+    if suffix == ".safetensors":
+        from safetensors.numpy import save_file
+        save_file(state, str(path), metadata={"jaxvis_model": model.name, "layout": "torchvision"})
+    elif suffix == ".npz":
+        with open(path, "wb") as f:  # a file object keeps np.savez from appending ".npz"
+            np.savez(f, **state)
+    else:
+        torch = _import_torch(path)
+        torch.save({k: torch.tensor(v) for k, v in state.items()}, path)

@@ -1,0 +1,28 @@
+"""Weight files through torch itself: .pth written by jaxvis load back exactly."""
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from jaxvis import models, weights
+
+
+def test_pth_round_trip(tmp_path):
+    model = models.build("mnist_cnn")
+    params = jax.tree.map(lambda s: np.random.default_rng(5).normal(size=s.shape).astype(np.float32),
+                          jax.eval_shape(model.init, jax.random.key(0)))
+    weights.save(model, params, tmp_path / "w.pth")
+    state = torch.load(tmp_path / "w.pth", weights_only=True)
+    assert tuple(state["features.0.weight"].shape) == (32, 1, 3, 3)  # torch's OIHW
+    back = weights.load(model, tmp_path / "w.pth")
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_corrupt_pth_names_path_and_format(tmp_path):
+    path = tmp_path / "corrupt.pth"
+    path.write_bytes(b"\x00not really a weights file\xff" * 10)
+    with pytest.raises(ValueError) as info:
+        weights.load(models.build("mnist_cnn"), path)
+    assert str(path) in str(info.value) and "PyTorch state dict" in str(info.value)
