@@ -1,1 +1,23 @@
-"""jaxvis: seeing inside convolutional networks with JAX."""
+"""jaxvis: seeing inside convolutional networks with JAX.
+
+Zeiler & Fergus's deconvnet and the methods around it, as pure functions over one
+forward pass: ``model.apply(params, x, rule) -> (logits, trace)``.
+
+Public surface::
+
+    jaxvis.build(name, **overrides) -> Model        # the zoo (also jaxvis.models.build)
+    jaxvis.project(model, params, x, layer, select, rule="deconvnet")
+    jaxvis.Select.unit / .strongest / .map          # what to project
+
+Modules: ``layers`` (ops and their inverses), ``rules`` (ReLU backward rules),
+``models`` (architectures as data), ``project`` (both deconvnet paths), ``weights``
+(torchvision/Keras import), ``data``, ``train``, ``checkpoint``, ``plots``.
+Note that ``jaxvis.project`` is the function; its module is imported as
+``from jaxvis.project import ...``.
+"""
+
+from jaxvis import layers, models, rules
+from jaxvis.models import Layer, Model, build
+from jaxvis.project import Select, project, project_explicit
+
+__all__ = ["Layer", "Model", "Select", "build", "layers", "models", "project", "project_explicit", "rules"]

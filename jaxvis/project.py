@@ -104,6 +104,22 @@ def check_select(model: Model, layer: str, select: Select) -> None:
         _checks.index(f"col of layer {layer!r}", select.col, shape[1])
 
 
+def strongest_map(act_HWC) -> jax.Array:
+    """The channel of a layer's activations (one image) holding its largest value."""
+    return jnp.argmax(act_HWC.reshape(-1, act_HWC.shape[-1]).max(axis=0))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer", "rule"))
+def project_strongest(model: Model, params: Params, x_NHWC, layer: str, rule: str = "deconvnet"):
+    """For each image, its strongest map of ``layer`` projected alone (the paper's
+    single-image view). Returns ``(projections_NHWC, channels_N)``."""
+    model.check_layer(layer, spatial=True)
+    _, trace = model.apply(params, x_NHWC, until=layer)
+    channels = jax.vmap(strongest_map)(trace.activations[layer])
+    fn = jax.vmap(functools.partial(_project, model, params, layer=layer, rule=rule))
+    return fn(x_NHWC, select=Select.strongest(channels)), channels
+
+
 def _single_image(model: Model, x_HWC) -> None:
     if np.ndim(x_HWC) != 3:
         raise ValueError(f"project takes one image of shape {model.input_shape} (HWC; vmap for a batch), "

@@ -382,3 +382,59 @@ def save(model: Model, params: Params, path: str | os.PathLike) -> None:
     else:
         torch = _import_torch(path)
         torch.save({k: torch.tensor(v) for k, v in state.items()}, path)
+
+
+def torch_module(model: Model, params: Params):
+    """The same network as a PyTorch module in torchvision's layout, holding ``params``.
+
+    ``features`` and ``classifier`` are ``nn.Sequential`` with the tuple's indices (so
+    Captum can address ``features[i]``), non-inplace ``nn.ReLU`` modules, and a (C, H, W)
+    flatten between them. For comparisons and benchmarks against PyTorch tools; needs
+    torch (``pip install -r requirements-compare.txt``).
+    """
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        raise ImportError(f"torch_module needs PyTorch: pip install {TORCH_REQUIREMENT}") from None
+
+    def symmetric(padding, name):
+        if any(lo != hi for lo, hi in padding):
+            raise ValueError(f"layer {name!r}: PyTorch takes symmetric padding only, got {padding}")
+        return tuple(lo for lo, _ in padding)
+
+    blocks: tuple[list, list] = ([], [])
+    part, channels = 0, model.input_shape[-1]
+    for spec in model.layers:
+        kind = spec.kind
+        if kind == "conv":
+            module = nn.Conv2d(channels, spec.features, spec.kernel, spec.stride, symmetric(spec.padding, spec.name),
+                               spec.dilation, spec.groups)
+        elif kind == "dense":
+            module = nn.Linear(model.shapes[model.names[model.names.index(spec.name) - 1]][-1], spec.features)
+        elif kind == "relu":
+            module = nn.ReLU()
+        elif kind == "max_pool":
+            module = nn.MaxPool2d(spec.kernel, spec.stride, symmetric(spec.padding, spec.name), ceil_mode=spec.ceil_mode)
+        elif kind == "lrn":
+            module = nn.LocalResponseNorm(*spec.lrn)
+        elif kind == "dropout":
+            module = nn.Dropout(spec.rate)
+        else:  # flatten: the boundary between features and classifier
+            part = 1
+            continue
+        blocks[part].append(module)
+        channels = model.shapes[spec.name][-1]
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(*blocks[0])
+            self.classifier = nn.Sequential(*blocks[1])
+
+        def forward(self, x):
+            return self.classifier(torch.flatten(self.features(x), 1))
+
+    net = Net()
+    net.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in to_torchvision(model, params).items()})
+    return net.eval()

@@ -26,3 +26,20 @@ def test_corrupt_pth_names_path_and_format(tmp_path):
     with pytest.raises(ValueError) as info:
         weights.load(models.build("mnist_cnn"), path)
     assert str(path) in str(info.value) and "PyTorch state dict" in str(info.value)
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("zfnet", dict(widths=(16, 24, 32, 32, 24), hidden=64, num_classes=10)),  # LRN, ceil-mode pooling
+    ("mnist_cnn", dict(dilation=2)),
+])
+def test_torch_module_computes_the_same_network(name, overrides):
+    model = models.build(name, **overrides)
+    params = model.init(jax.random.key(0))
+    x = np.random.default_rng(0).normal(size=(2, *model.input_shape)).astype(np.float32)
+    net = weights.torch_module(model, params)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    got = np.asarray(model.apply(params, x)[0])
+    err = np.abs(got - expected).max() / np.abs(expected).max()
+    print(f"{name} torch_module logits rel err {err:.1e}")
+    assert err < 1e-4

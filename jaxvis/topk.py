@@ -1,0 +1,227 @@
+"""The strongest activations of each feature map across a dataset, and their projections
+(Zeiler & Fergus Sec. 2.1 and Fig. 2).
+
+:func:`top_k` streams a dataset batch by batch under ``jit`` and keeps, for every map of
+a layer, the ``k`` largest activations with their image index and position: memory is
+``O(channels * k)`` whatever the dataset's size. Ties go to the earlier example (lower
+image index, then row, then column). ``one_per_image`` keeps at most one activation per
+image and map (its maximum), which avoids a sheet of nine near-identical patches.
+
+:func:`project_top_k` projects each of those activations alone (all others of the layer
+zeroed) with the deconvnet rule, in batched ``vmap`` calls, and crops projection and
+image patch to the unit's receptive field. A projection is zero outside the receptive
+field and the unit's value depends only on the pixels inside it, so for a unit whose
+field lies inside the image the projection is computed *on the field alone*, through a
+copy of the network with every padding removed: exact, and for early layers a tiny
+fraction of the full-image work. Units whose field reaches past the border are
+projected on the whole image and then cropped (outside the image the crop is zero).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvis import _checks
+from jaxvis.models import Model, Params
+from jaxvis.project import Select, project
+
+
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["value", "image", "row", "col"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class TopK:
+    """The ``k`` strongest activations of each map, strongest first; each field ``(C, k)``.
+
+    ``image`` indexes the dataset in the order it was streamed.
+    """
+
+    value: jax.Array
+    image: jax.Array
+    row: jax.Array
+    col: jax.Array
+
+
+def _init(channels: int, k: int) -> TopK:
+    return TopK(jnp.full((channels, k), -jnp.inf, jnp.float32), jnp.full((channels, k), -1, jnp.int32),
+                jnp.zeros((channels, k), jnp.int32), jnp.zeros((channels, k), jnp.int32))
+
+
+def _merge(state: TopK, act_NHWC, offset, k: int, one_per_image: bool) -> TopK:
+    """Merge one batch's candidates into the running top-k (earlier entries win ties)."""
+    n, h, w, c = act_NHWC.shape
+    if one_per_image:
+        flat_CNP = jnp.transpose(act_NHWC.reshape(n, h * w, c), (2, 0, 1))
+        where_CN = jnp.argmax(flat_CNP, axis=2)
+        values_CM = jnp.max(flat_CNP, axis=2)
+        image_CM = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32).reshape(1, n), (c, n))
+        pos_CM = where_CN.astype(jnp.int32)
+    else:
+        values_CM = jnp.transpose(act_NHWC.reshape(n * h * w, c))  # (C, N*H*W), row-major in (n, h, w)
+        index = jnp.arange(n * h * w, dtype=jnp.int32)
+        image_CM = jnp.broadcast_to((index // (h * w)).reshape(1, -1), (c, n * h * w))
+        pos_CM = jnp.broadcast_to((index % (h * w)).reshape(1, -1), (c, n * h * w))
+    # lax.top_k keeps the lower index among equal values, so the state goes first.
+    values = jnp.concatenate([state.value, values_CM.astype(jnp.float32)], axis=1)
+    images = jnp.concatenate([state.image, image_CM + offset], axis=1)
+    rows = jnp.concatenate([state.row, pos_CM // w], axis=1)
+    cols = jnp.concatenate([state.col, pos_CM % w], axis=1)
+    best, keep = jax.lax.top_k(values, k)
+    take = functools.partial(jnp.take_along_axis, indices=keep, axis=1)
+    return TopK(best, take(images), take(rows), take(cols))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layers", "k", "one_per_image"))
+def _step(model, params, states, x_NHWC, offset, layers, k, one_per_image):
+    _, trace = model.apply(params, x_NHWC, until=_deepest(model, layers))
+    return {layer: _merge(states[layer], trace.activations[layer], offset, k, one_per_image) for layer in layers}
+
+
+def _deepest(model: Model, layers: tuple[str, ...]) -> str:
+    return max(layers, key=model.names.index)
+
+
+def top_k(model: Model, params: Params, batches: Iterable, layers: str | Iterable[str], k: int = 9,
+          one_per_image: bool = False) -> dict[str, TopK] | TopK:
+    """The ``k`` strongest activations of every map of ``layers`` over a dataset.
+
+    Args:
+      model, params: the network.
+      batches: iterable of ``images_NHWC`` or ``(images_NHWC, labels)``; uint8 pixels are
+        normalized with ``model.normalize``, float images are taken as normalized.
+      layers: one layer name (returns a :class:`TopK`) or several (returns a dict); all
+        are computed in one forward pass per batch.
+      k: activations kept per map.
+      one_per_image: keep at most one activation per image and map.
+    """
+    single = isinstance(layers, str)
+    names = (layers,) if single else tuple(layers)
+    if not names:
+        raise ValueError("top_k needs at least one layer, got none")
+    for name in names:
+        model.check_layer(name, spatial=True)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    states = {name: _init(model.shapes[name][-1], k) for name in names}
+    seen = 0
+    for batch in batches:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = model.normalize(images) if np.asarray(images).dtype == np.uint8 else jnp.asarray(images)
+        _checks.images(x, model.input_shape)
+        states = _step(model, params, states, x, jnp.int32(seen), names, k, one_per_image)
+        seen += x.shape[0]
+    if seen == 0:
+        raise ValueError("top_k got an empty dataset (no batches)")
+    for name in names:
+        h, w, _ = model.shapes[name]
+        available = seen if one_per_image else seen * h * w
+        if k > available:
+            raise ValueError(f"k={k} is larger than the {available} positions of layer {name!r} in the data "
+                             f"({seen} images{'' if one_per_image else f' x {h}x{w}'})")
+    return states[names[0]] if single else states
+
+
+# ---------------------------------------------------------------------------------------
+# Projections of the top activations, cropped to the receptive field
+
+
+@dataclasses.dataclass(frozen=True)
+class Patches:
+    """Per map and rank, the projection and the image patch over the unit's receptive
+    field, each ``(M, k, size_h, size_w, channels)`` for the ``M`` maps in ``maps``;
+    outside the image both are zero."""
+
+    maps: np.ndarray
+    projection: np.ndarray
+    patch: np.ndarray
+    window: np.ndarray  # (C, k, 4): top, left, height, width in the image
+
+
+def field_model(model: Model, layer: str) -> Model:
+    """The network up to ``layer`` on an input the size of one unit's receptive field,
+    with every padding removed: its single output unit is any interior unit of ``layer``."""
+    size = model.receptive_field(layer).size
+    head = model.layers[:model.names.index(layer) + 1]
+    valid = tuple(dataclasses.replace(spec, padding=((0, 0), (0, 0))) for spec in head)
+    return Model(f"{model.name}[{layer} field]", valid, (*size, model.input_shape[2]), model.mean, model.std)
+
+
+def _crop(x_HWC, top, left, size):
+    """A ``size`` window at (top, left), zero where it leaves the image."""
+    h, w = x_HWC.shape[:2]
+    padded = jnp.pad(x_HWC, ((size[0], size[0]), (size[1], size[1]), (0, 0)))
+    return jax.lax.dynamic_slice(padded, (top + size[0], left + size[1], 0), (*size, x_HWC.shape[2]))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer", "rule"))
+def _project_fields(model, params, crops_BHWC, channels_B, layer, rule):
+    select = Select.unit(channels_B, jnp.zeros_like(channels_B), jnp.zeros_like(channels_B))
+    return jax.vmap(functools.partial(project, model, params, layer=layer, rule=rule))(crops_BHWC, select=select)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer", "rule"))
+def _project_cropped(model, params, x_BHWC, channels_B, rows_B, cols_B, tops_B, lefts_B, layer, rule):
+    size = model.receptive_field(layer).size
+    full = jax.vmap(functools.partial(project, model, params, layer=layer, rule=rule))(
+        x_BHWC, select=Select.unit(channels_B, rows_B, cols_B))
+    return jax.vmap(functools.partial(_crop, size=size))(full, tops_B, lefts_B)
+
+
+def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, maps=None,
+                  rule: str = "deconvnet", chunk: int = 64) -> Patches:
+    """Project every activation of ``top`` alone and crop it to its receptive field.
+
+    Args:
+      images: the examples ``top`` was computed on, indexable by ``top.image`` (uint8
+        pixels or normalized floats, HWC each): an array or a ``jaxvis.data.Dataset``.
+      maps: which maps to project (default all), in the order given.
+      chunk: projections per batched call (bounds memory).
+    """
+    model.check_layer(layer, spatial=True)
+    field = model.receptive_field(layer)
+    if top.value.shape[0] != model.shapes[layer][-1]:
+        raise ValueError(f"top has {top.value.shape[0]} maps but layer {layer!r} has {model.shapes[layer][-1]}")
+    maps = np.arange(top.value.shape[0]) if maps is None else np.asarray(list(maps), np.int32)
+    _checks.index(f"maps of layer {layer!r}", maps, top.value.shape[0])
+    channels, k = len(maps), top.value.shape[1]
+    image_ids = np.asarray(top.image)[maps].ravel()
+    if (image_ids < 0).any() or image_ids.max() >= len(images):
+        raise ValueError(f"top refers to images up to {image_ids.max()} but {len(images)} images were given")
+    chan = np.repeat(maps.astype(np.int32), k)
+    rows, cols = np.asarray(top.row)[maps].ravel(), np.asarray(top.col)[maps].ravel()
+    tops, lefts = field.start[0] + rows * field.jump[0], field.start[1] + cols * field.jump[1]
+    h, w = model.input_shape[:2]
+    inside = (tops >= 0) & (lefts >= 0) & (tops + field.size[0] <= h) & (lefts + field.size[1] <= w)
+
+    def normalized(ids):
+        batch = np.stack([np.asarray(images[int(i)][0] if isinstance(images[int(i)], tuple) else images[int(i)])
+                          for i in ids])
+        return model.normalize(batch) if batch.dtype == np.uint8 else jnp.asarray(batch)
+
+    def chunks(ids):
+        """Fixed-size chunks (the last padded by repetition), so each call compiles once."""
+        for s in range(0, len(ids), chunk):
+            part = ids[s:s + chunk]
+            yield part, np.concatenate([part, np.repeat(part[-1:], chunk - len(part))])
+
+    out = np.zeros((channels * k, *field.size, model.input_shape[2]), np.float32)
+    patches = np.zeros_like(out)
+    small = field_model(model, layer)
+    crop = jax.jit(jax.vmap(functools.partial(_crop, size=field.size)))
+    for part, padded in chunks(np.flatnonzero(inside)):
+        crops = crop(normalized(image_ids[padded]), tops[padded], lefts[padded])
+        patches[part] = np.asarray(crops)[:len(part)]
+        out[part] = np.asarray(_project_fields(small, params, crops, chan[padded], layer, rule))[:len(part)]
+    for part, padded in chunks(np.flatnonzero(~inside)):
+        x = normalized(image_ids[padded])
+        patches[part] = np.asarray(crop(x, tops[padded], lefts[padded]))[:len(part)]
+        out[part] = np.asarray(_project_cropped(model, params, x, chan[padded], rows[padded], cols[padded],
+                                                tops[padded], lefts[padded], layer, rule))[:len(part)]
+    shape = (channels, k, *field.size, model.input_shape[2])
+    window = np.stack([tops, lefts, np.full_like(tops, field.size[0]), np.full_like(lefts, field.size[1])], -1)
+    return Patches(maps, out.reshape(shape), patches.reshape(shape), window.reshape(channels, k, 4))

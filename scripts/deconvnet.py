@@ -1,0 +1,94 @@
+"""Zeiler & Fergus Fig. 2 sheets for a trained network: the top-k activations of maps in
+each layer over a dataset, projected with the deconvnet, beside their image patches.
+
+    python scripts/deconvnet.py --checkpoint checkpoints/mnist_cnn --layer all \\
+        --dataset mnist --split test --data-dir ../shared/data/mnist --out outputs/deconvnet
+    python scripts/deconvnet.py --weights vgg16.pth --model vgg16 --layer conv5_3 \\
+        --dataset imagenet2012 --split validation --limit 5000
+
+Writes one PNG sheet per layer, the first-layer filters, and index.html showing them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from jaxvis import checkpoint, data, models, plots, topk, weights
+from jaxvis.plots import deconvnet
+
+
+def load_network(args):
+    if args.checkpoint:
+        model, params, _ = checkpoint.restore_model(args.checkpoint)
+        return model, params
+    if not (args.weights and args.model):
+        raise SystemExit("give --checkpoint DIR, or --weights FILE with --model NAME")
+    model = models.build(args.model)
+    return model, weights.load(model, args.weights)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="a checkpoint directory (with card.json)")
+    parser.add_argument("--weights", help="an imported weights file (.pth, .safetensors, .npz, .h5)")
+    parser.add_argument("--model", help="zoo name for --weights")
+    parser.add_argument("--layer", default="all", help="a layer name, or 'all' (every ReLU and pool layer)")
+    parser.add_argument("--dataset", default="mnist_sample")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--limit", type=int, help="use only the first N examples")
+    parser.add_argument("--k", type=int, default=9)
+    parser.add_argument("--maps", type=int, default=16, help="maps per sheet, a seeded random subset as in the paper")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--all-positions", action="store_true",
+                        help="allow several of a map's top activations in one image (default: one per image)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--out", default="outputs/deconvnet")
+    args = parser.parse_args(argv)
+
+    model, params = load_network(args)
+    dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
+    count = dataset.num_examples if args.limit is None else min(args.limit, dataset.num_examples)
+    layers = [n for n in model.fields if model.layer(n).kind in ("relu", "max_pool")] if args.layer == "all" \
+        else [args.layer]
+    for layer in layers:
+        model.check_layer(layer, spatial=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    start = time.time()
+    batches = (images[:count - i * args.batch_size] for i, (images, _) in
+               zip(range(-(-count // args.batch_size)), dataset.batches(args.batch_size)))
+    batches = tqdm(batches, total=-(-count // args.batch_size), desc="top-k", unit="batch")
+    tops = topk.top_k(model, params, batches, layers, k=args.k, one_per_image=not args.all_positions)
+    rng = np.random.default_rng(args.seed)
+    sections = []
+    first_conv = next(layer for layer in model.layers if layer.kind == "conv")
+    path = out / "filters.png"
+    plots.save(deconvnet.filters(params[first_conv.name]["kernel"]), path)
+    sections.append((f"{first_conv.name} filters", path))
+    for layer in tqdm(layers, desc="projections", unit="layer"):
+        top = tops[layer]
+        maps = np.sort(rng.choice(top.value.shape[0], min(args.maps, top.value.shape[0]), replace=False))
+        patches = topk.project_top_k(model, params, dataset, top, layer, maps=maps)
+        path = out / f"{layer}.png"
+        plots.save(deconvnet.layer_sheet(model, patches, layer), path)
+        sections.append((f"{layer}: maps {', '.join(map(str, maps))}", path))
+    index = out / "index.html"
+    body = "\n".join(f"<h2>{html.escape(title)}</h2><img src='{p.name}'>" for title, p in sections)
+    index.write_text(f"<!doctype html><title>{html.escape(model.name)} deconvnet</title>"
+                     f"<h1>{html.escape(model.name)}: top-{args.k} activations, {count} images of "
+                     f"{html.escape(args.dataset)} {args.split}</h1>\n{body}\n")
+    for _, p in sections:
+        print(f"wrote {p}")
+    print(f"wrote {index} ({time.time() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The demo: what jaxvis shows on the shipped MNIST model and the bundled sample.
+
+    make demo            # or: python scripts/demo.py --out outputs
+
+Writes PNG figures under ``--out`` and prints where each went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvis import checkpoint, data, plots, topk
+from jaxvis.plots import deconvnet
+from jaxvis.project import project_strongest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def first_of_each_class(labels_N, count: int) -> np.ndarray:
+    """Indices of the first example of classes 0, 1, ..., count - 1."""
+    return np.array([int(np.flatnonzero(labels_N == c)[0]) for c in range(count)])
+
+
+def deconvnet_figures(model, params, x_NHWC, labels, images_all, out: Path) -> list[Path]:
+    """Single-image mode (strongest map per layer; each ReLU rule) and the Fig. 2 sheets."""
+    layers = [n for n in model.fields if model.layer(n).kind in ("relu", "max_pool")]
+    names = [f"digit {int(c)}" for c in labels]
+    written = [out / "deconvnet_layers.png", out / "deconvnet_rules.png"]
+    per_layer = {n: np.asarray(project_strongest(model, params, x_NHWC, n)[0]) for n in layers}
+    plots.save(deconvnet.strongest_per_layer(model, x_NHWC, per_layer, names,
+                                             "Strongest map of each layer, projected alone (deconvnet)"), written[0])
+    top = layers[-1]
+    per_rule = {r: np.asarray(project_strongest(model, params, x_NHWC, top, r)[0])
+                for r in ("deconvnet", "guided", "gradient")}
+    plots.save(deconvnet.strongest_per_layer(model, x_NHWC, per_rule, names,
+                                             f"{top}: strongest map under each ReLU backward rule"), written[1])
+    for layer in ("relu2", "relu4"):
+        top9 = topk.top_k(model, params, [images_all], layer, k=9, one_per_image=True)
+        patches = topk.project_top_k(model, params, images_all, top9, layer, maps=range(8))
+        path = out / f"deconvnet_top9_{layer}.png"
+        plots.save(deconvnet.layer_sheet(model, patches, layer), path)
+        written.append(path)
+    return written
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "mnist_cnn"))
+    parser.add_argument("--out", default="outputs")
+    parser.add_argument("--num-images", type=int, default=6, help="digits 0..N-1 from the bundled sample")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+
+    model, params, card = checkpoint.restore_model(args.checkpoint)
+    sample = data.open_dataset("mnist_sample", "test")
+    images, labels = next(iter(sample.batches(sample.num_examples)))
+    chosen = first_of_each_class(labels, args.num_images)
+    x = model.normalize(images[chosen])
+    logits, _ = jax.jit(model.apply)(params, model.normalize(images))
+    accuracy = float(jnp.mean(jnp.argmax(logits, -1) == labels))
+    print(f"{model.name} from {args.checkpoint}: {accuracy:.2%} on the {len(labels)} bundled sample digits "
+          f"(card: {card.get('test_accuracy', 'n/a')} on the full test set)")
+
+    written = deconvnet_figures(model, params, x, labels[chosen], images, out)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"demo done in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Streaming top-k against brute force; cropped projections against full-image ones."""
+
+import jax
+import numpy as np
+import pytest
+from conftest import rel_err
+
+from jaxvis import models, topk
+from jaxvis.project import Select, project
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = models.build("mnist_cnn", widths=(8, 8), hidden=16)
+    params = model.init(jax.random.key(0))
+    images = np.random.default_rng(0).integers(0, 256, (37, 28, 28, 1), dtype=np.uint8)
+    images[5] = images[30]  # an exact tie across batches: the earlier image must win
+    _, trace = jax.jit(model.apply)(params, model.normalize(images))
+    return model, params, images, {k: np.asarray(v) for k, v in trace.activations.items()}
+
+
+def brute_force(act_NHWC, k, one_per_image):
+    n, h, w, c = act_NHWC.shape
+    out = []
+    for ch in range(c):
+        entries = [(-act_NHWC[i, r, q, ch], i, r, q) for i in range(n) for r in range(h) for q in range(w)]
+        entries.sort()  # by value descending, then image, row, column: the documented tie rule
+        if one_per_image:
+            seen, kept = set(), []
+            for e in entries:
+                if e[1] not in seen:
+                    seen.add(e[1])
+                    kept.append(e)
+            entries = kept
+        out.append(entries[:k])
+    return np.array(out)  # (C, k, 4)
+
+
+@pytest.mark.parametrize("one_per_image", [False, True])
+def test_top_k_equals_brute_force(setup, one_per_image):
+    model, params, images, acts = setup
+    batches = [images[i:i + 8] for i in range(0, len(images), 8)]  # last batch is smaller
+    got = topk.top_k(model, params, batches, ["relu2", "pool2"], k=9, one_per_image=one_per_image)
+    for layer in ("relu2", "pool2"):
+        expected = brute_force(acts[layer], 9, one_per_image)
+        t = got[layer]
+        np.testing.assert_allclose(np.asarray(t.value), -expected[..., 0], rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(t.image), expected[..., 1])
+        np.testing.assert_array_equal(np.asarray(t.row), expected[..., 2])
+        np.testing.assert_array_equal(np.asarray(t.col), expected[..., 3])
+
+
+def test_cropped_projections_equal_full_projections_cropped(setup):
+    model, params, images, _ = setup
+    layer = "relu3"
+    top = topk.top_k(model, params, [images], layer, k=4)
+    got = topk.project_top_k(model, params, images, top, layer, chunk=5)
+    field = model.receptive_field(layer)
+    kinds = set()
+    for c in range(8):
+        for j in range(4):
+            i, r, q = int(top.image[c, j]), int(top.row[c, j]), int(top.col[c, j])
+            full = np.asarray(project(model, params, model.normalize(images[i]), layer, Select.unit(c, r, q)))
+            top_, left, h, w = field.window(r, q)
+            m = 20
+            padded = np.pad(full, ((m, m), (m, m), (0, 0)))
+            expected = padded[top_ + m:top_ + m + h, left + m:left + m + w]
+            assert rel_err(got.projection[c, j], expected) < 1e-5
+            image = np.pad(np.asarray(model.normalize(images[i])), ((m, m), (m, m), (0, 0)))
+            np.testing.assert_allclose(got.patch[c, j], image[top_ + m:top_ + m + h, left + m:left + m + w], atol=1e-6)
+            kinds.add(top_ >= 0 and left >= 0 and top_ + h <= 28 and left + w <= 28)
+    assert kinds == {True, False}, "both the field-only path and the border path must be exercised"
+
+
+def test_receptive_field_crop_windows_hand_computed(setup):
+    model, _, _, _ = setup
+    # relu3: conv1 (3, pad 1), conv2 (3, pad 1), pool 2, conv3 (3, pad 1): size 10, jump 2, start -4
+    assert model.receptive_field("relu3").window(5, 0) == (6, -4, 10, 10)
+    small = topk.field_model(model, "relu3")
+    assert small.input_shape == (10, 10, 1) and small.shapes["relu3"][:2] == (1, 1)
+
+
+def test_bad_requests_are_rejected(setup):
+    model, params, images, _ = setup
+    with pytest.raises(ValueError, match=r"fc5.*no spatial maps"):
+        topk.top_k(model, params, [images], "fc5")
+    with pytest.raises(ValueError, match=r"k=40 is larger than the 37 positions of layer 'pool2'"):
+        topk.top_k(model, params, [images], "pool2", k=40, one_per_image=True)
+    with pytest.raises(ValueError, match=r"empty dataset"):
+        topk.top_k(model, params, [], "pool2")
+    with pytest.raises(ValueError, match=r"1 channels"):
+        topk.top_k(model, params, [np.zeros((2, 28, 28, 3), np.float32)], "pool2")
