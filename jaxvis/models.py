@@ -322,6 +322,29 @@ class Model:
             prev = shapes[layer.name]
         return count
 
+    # --- edits: ablations and variants are new tuples ----------------------------------
+    def edit(self, **changes: dict) -> Model:
+        """A copy with layers' fields changed, all at once, then re-checked, e.g.
+        ``edit(conv1=dict(kernel=11, stride=4), conv2=dict(stride=1))``; ints are
+        accepted for pairs and paddings."""
+        fields = sorted({f.name for f in dataclasses.fields(Layer)} - {"kind", "name"})
+        convert = {"kernel": _pair, "stride": _pair, "dilation": _pair, "padding": _padding}
+        for name, fields_changed in changes.items():
+            self.check_layer(name)
+            for key in fields_changed:
+                _checks.choice(f"field of layer {name!r}", key, fields)
+        layers = tuple(dataclasses.replace(s, **{k: convert.get(k, lambda v: v)(v) for k, v in changes[s.name].items()})
+                       if s.name in changes else s for s in self.layers)
+        summary = "; ".join(f"{n}: {', '.join(f'{k}={v}' for k, v in c.items())}" for n, c in changes.items())
+        return dataclasses.replace(self, name=f"{self.name}[{summary}]", layers=layers)
+
+    def without(self, *names: str) -> Model:
+        """A copy with these layers removed (shapes are re-checked)."""
+        for name in names:
+            self.check_layer(name)
+        layers = tuple(s for s in self.layers if s.name not in names)
+        return dataclasses.replace(self, name=f"{self.name}-without-{'-'.join(names)}", layers=layers)
+
     # --- normalization -----------------------------------------------------------------
     def normalize(self, pixels):
         """Pixels in [0, 1] (or uint8 in [0, 255]), NHWC, to the network's input space."""

@@ -138,3 +138,17 @@ def test_bad_dilation_names_factor_and_layer():
         models.build("mnist_cnn", dilation=7)
     with pytest.raises(ValueError, match=r"layer 'conv': effective kernel 9 \(kernel 3, dilation 4\).*padded input 8"):
         models.Model("tiny", (models.conv("conv", 4, 3, dilation=4),), (8, 8, 1))
+
+
+def test_edits_make_new_tuples_and_recheck_shapes():
+    base = models.build("zfnet", input_size=64, widths=(8, 16, 16, 16, 16), hidden=32, num_classes=10)
+    alex_like = base.edit(conv1=dict(kernel=11, stride=4, padding=2), conv2=dict(stride=1, padding=2))
+    assert alex_like.layer("conv1").kernel == (11, 11) and base.layer("conv1").kernel == (7, 7)
+    assert alex_like.shapes["conv1"][:2] == ((64 + 4 - 11) // 4 + 1,) * 2 == (15, 15)
+    assert alex_like.shapes["pool2"][:2] == (3, 3) and base.shapes["pool2"][:2] == (3, 3)
+    smaller = base.without("conv4", "relu4")
+    assert "conv4" not in smaller.names and smaller.num_params() == base.num_params() - (9 * 16 * 16 + 16)
+    with pytest.raises(ValueError, match=r"field of layer 'conv1' 'kernal'"):
+        base.edit(conv1=dict(kernal=3))
+    with pytest.raises(ValueError, match=r"layer 'pool2': effective kernel 3 .* larger than its padded input 2"):
+        base.edit(conv1=dict(kernel=11, stride=4, padding=2))  # conv2's stride 2 then leaves a 2x2 map

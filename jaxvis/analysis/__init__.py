@@ -1,0 +1,1 @@
+"""The paper's analyses as reusable tools (Zeiler & Fergus Secs. 4 and 5)."""

@@ -1,0 +1,68 @@
+"""First-layer diagnostics (Zeiler & Fergus Sec. 4.1, Fig. 6).
+
+The paper diagnoses AlexNet's first layer by eye: a mix of extremely high and low
+frequency filters with little in between, dead filters, and aliasing in layer 2 from
+the stride-4 first layer. These functions turn that into numbers:
+
+- :func:`dead_fraction`: maps whose activation never exceeds a threshold anywhere in a
+  dataset (the maximum comes from :func:`jaxvis.topk.top_k` with ``k=1``);
+- :func:`radial_spectrum`: each filter's spectral energy by radial frequency (cycles
+  per pixel, 0 to 0.5), from a zero-padded 2-D FFT summed over input channels;
+- :func:`frequency_coverage`: the share of filters whose peak frequency falls in the
+  low (< 1/8), mid (1/8 to 1/4) and high (>= 1/4 cycles/pixel) bands;
+- :func:`aliasing`: the share of filter energy above the Nyquist frequency of the
+  layer's stride, ``1 / (2 * stride)``: what the subsampling folds onto lower frequencies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxvis import topk
+from jaxvis.models import Model, Params
+
+BANDS = {"low": (0.0, 0.125), "mid": (0.125, 0.25), "high": (0.25, 0.5 + 1e-9)}
+
+
+def dead_fraction(model: Model, params: Params, batches, layer: str, threshold: float = 0.0):
+    """Fraction of ``layer``'s maps never above ``threshold`` over the data, and their ids."""
+    strongest = np.asarray(topk.top_k(model, params, batches, layer, k=1).value[:, 0])
+    dead = np.flatnonzero(strongest <= threshold)
+    return len(dead) / len(strongest), dead
+
+
+def radial_spectrum(kernel_HWIO, size: int = 64):
+    """``(frequencies_F, energy_OF)``: each filter's energy per radial frequency bin.
+
+    The filter's mean is removed first (a constant offset is the DC term, not texture);
+    each row is normalized to sum to 1 (a dead, all-zero filter stays all zero).
+    """
+    k = np.asarray(kernel_HWIO, np.float64)
+    k = k - k.mean(axis=(0, 1), keepdims=True)
+    power = (np.abs(np.fft.fft2(k, s=(size, size), axes=(0, 1))) ** 2).sum(axis=2)  # (size, size, O)
+    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    radius = np.sqrt(fy ** 2 + fx ** 2)
+    bins = np.linspace(0.0, 0.5, size // 2 + 1)
+    which = np.clip(np.digitize(radius, bins) - 1, 0, len(bins) - 2)
+    inside = radius <= 0.5
+    energy = np.stack([np.bincount(which[inside], power[..., o][inside], minlength=len(bins) - 1)
+                       for o in range(power.shape[-1])])
+    total = energy.sum(axis=1, keepdims=True)
+    centres = 0.5 * (bins[:-1] + bins[1:])
+    return centres, np.divide(energy, total, out=np.zeros_like(energy), where=total > 0)
+
+
+def frequency_coverage(kernel_HWIO, size: int = 64) -> dict[str, float]:
+    """Share of (non-dead) filters whose spectral peak lies in each band of :data:`BANDS`."""
+    freqs, energy = radial_spectrum(kernel_HWIO, size)
+    alive = energy.sum(axis=1) > 0
+    peaks = freqs[np.argmax(energy[alive], axis=1)]
+    return {band: float(np.mean((peaks >= lo) & (peaks < hi))) if alive.any() else 0.0
+            for band, (lo, hi) in BANDS.items()}
+
+
+def aliasing(kernel_HWIO, stride: int, size: int = 64) -> float:
+    """Mean share of filter energy above the stride's Nyquist frequency ``1 / (2 stride)``."""
+    freqs, energy = radial_spectrum(kernel_HWIO, size)
+    alive = energy.sum(axis=1) > 0
+    return float(energy[alive][:, freqs > 0.5 / stride].sum(axis=1).mean()) if alive.any() else 0.0

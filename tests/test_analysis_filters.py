@@ -1,0 +1,45 @@
+"""First-layer diagnostics against filters whose spectra are known in closed form."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxvis import models
+from jaxvis.analysis import filters
+
+
+def gratings(freqs, size=11):
+    """One cosine grating per frequency (cycles/pixel, horizontal), as an HWIO kernel."""
+    x = np.arange(size)
+    return np.stack([np.tile(np.cos(2 * np.pi * f * x), (size, 1)) for f in freqs], -1)[:, :, None, :]
+
+
+def test_spectral_peak_of_a_grating_is_its_frequency():
+    freqs, energy = filters.radial_spectrum(gratings([0.0625, 0.1875, 0.375], size=32), size=64)
+    peaks = freqs[np.argmax(energy, axis=1)]
+    np.testing.assert_allclose(peaks, [0.0625, 0.1875, 0.375], atol=0.5 / 32 + 1e-9)  # within one bin
+    np.testing.assert_allclose(energy.sum(axis=1), 1.0)
+
+
+def test_coverage_counts_filters_per_band():
+    cov = filters.frequency_coverage(gratings([0.06, 0.07, 0.2, 0.4], size=32))
+    assert cov == {"low": 0.5, "mid": 0.25, "high": 0.25}
+
+
+def test_aliasing_is_the_energy_above_nyquist():
+    k = gratings([0.05, 0.3], size=32)
+    # stride 2: Nyquist 0.25. The 0.05 grating has (almost) nothing above it, the 0.3 one almost all.
+    a = filters.aliasing(k, stride=2)
+    assert 0.45 < a < 0.55
+    assert filters.aliasing(k[..., :1], stride=2) < 0.05 and filters.aliasing(k[..., 1:], stride=2) > 0.9
+    assert filters.aliasing(k[..., :1], stride=8) > filters.aliasing(k[..., :1], stride=2)  # Nyquist 1/16 < 0.05
+
+
+def test_dead_fraction_finds_maps_that_never_fire():
+    model = models.build("mnist_cnn", widths=(8, 8), hidden=8)
+    params = model.init(jax.random.key(0))
+    params["conv1"]["kernel"] = params["conv1"]["kernel"].at[..., [2, 5]].set(0.0)
+    params["conv1"]["bias"] = params["conv1"]["bias"].at[2].set(-1.0).at[5].set(0.0)
+    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    fraction, dead = filters.dead_fraction(model, params, [images], "relu1")
+    assert fraction == pytest.approx(2 / 8) and dead.tolist() == [2, 5]
