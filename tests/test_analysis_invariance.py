@@ -1,0 +1,65 @@
+"""Invariance: transforms against exact pixel operations, distances against a direct loop."""
+
+import jax
+import numpy as np
+import pytest
+from conftest import rel_err
+
+from jaxvis import models
+from jaxvis.analysis import invariance
+
+
+@pytest.fixture(scope="module")
+def small():
+    model = models.build("mnist_cnn", widths=(8, 8), hidden=16)
+    params = model.init(jax.random.key(0))
+    pixels = np.random.default_rng(0).uniform(size=(5, 28, 28, 1)).astype(np.float32)
+    return model, params, pixels, np.array([0, 1, 2, 3, 9])
+
+
+def test_integer_translation_is_a_shift_with_fill(small):
+    img = small[2][0]
+    down = np.asarray(invariance.transform(img, "translate_v", 3.0, fill=0.25))
+    expected = np.full_like(img, 0.25)
+    expected[3:] = img[:-3]
+    np.testing.assert_allclose(down, expected, atol=1e-6)
+    left = np.asarray(invariance.transform(img, "translate_h", -2.0))
+    np.testing.assert_allclose(left[:, :-2], img[:, 2:], atol=1e-6)
+
+
+def test_quarter_rotation_and_unit_scale_are_exact(small):
+    img = small[2][0]
+    np.testing.assert_allclose(np.asarray(invariance.transform(img, "rotate", 90.0)), np.rot90(img), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(invariance.transform(img, "scale", 1.0)), img, atol=1e-6)
+    zoomed = np.asarray(invariance.transform(img, "scale", 2.0))  # centre pixel pair stays between
+    np.testing.assert_allclose(zoomed[13:15, 13:15].mean(), img[13:15, 13:15].mean(), atol=0.3)
+
+
+def test_distances_and_probabilities_equal_a_direct_loop(small):
+    model, params, pixels, labels = small
+    amounts = [-4.0, 0.0, 2.5]
+    result = invariance.measure(model, params, pixels, labels, "translate_h", amounts, ["relu2", "fc5"], chunk=2)
+    for i in range(len(pixels)):
+        _, base = model.apply(params, model.normalize(pixels[i:i + 1]))
+        for a, t in enumerate(amounts):
+            moved = np.asarray(invariance.transform(pixels[i], "translate_h", t))
+            logits, trace = model.apply(params, model.normalize(moved[None]))
+            for layer in ("relu2", "fc5"):
+                d = np.linalg.norm(np.asarray(trace.activations[layer] - base.activations[layer]).ravel())
+                assert abs(result.distance[layer][i, a] - d) <= 1e-4 * max(d, 1.0)
+                norm = np.linalg.norm(np.asarray(base.activations[layer]).ravel())
+                assert abs(result.relative[layer][i, a] - d / norm) <= 1e-4
+            probs = np.asarray(jax.nn.softmax(logits))[0]
+            assert rel_err(result.true_prob[i, a], probs[labels[i]]) < 1e-4
+            assert result.predicted[i, a] == probs.argmax()
+    assert np.all(result.distance["relu2"][:, 1] == 0)  # amount 0 is the original
+
+
+def test_bad_amounts_and_families(small):
+    model, params, pixels, labels = small
+    with pytest.raises(ValueError, match=r"scale amounts must be > 0.*\[0.0, -1.0\]"):
+        invariance.measure(model, params, pixels, labels, "scale", [0.0, -1.0, 2.0], ["relu2"])
+    with pytest.raises(ValueError, match=r"unknown transform family 'shear'"):
+        invariance.measure(model, params, pixels, labels, "shear", [1.0], ["relu2"])
+    with pytest.raises(ValueError, match=r"label out of range"):
+        invariance.measure(model, params, pixels, labels + 1, "rotate", [1.0], ["relu2"])
