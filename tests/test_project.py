@@ -27,16 +27,16 @@ def assert_vjp_equals_explicit_in_every_conv_layer(model):
         assert rel_err(via_vjp, explicit) <= 1e-5, f"{model.name} {layer}: {rel_err(via_vjp, explicit):.2e}"
 
 
-@pytest.mark.parametrize("name,size", [("zfnet", 224), ("vgg16", 64)])  # vgg16 at 224: tests/integration
-def test_vjp_deconvnet_equals_explicit_deconvnet_in_every_conv_layer(name, size):
-    assert_vjp_equals_explicit_in_every_conv_layer(models.build(name, input_size=size))
+def test_vjp_deconvnet_equals_explicit_deconvnet_in_every_conv_layer():
+    # zfnet at its Fig. 3 size here; vgg16 and alexnet at 224 in tests/integration
+    assert_vjp_equals_explicit_in_every_conv_layer(models.build("zfnet"))
 
 
 def test_deconvnet_through_dense_and_normalization_layers():
-    model = models.build("zfnet", widths=(8, 16, 16, 16, 16), hidden=32, num_classes=5)
+    model = models.build("zfnet", widths=(8, 16, 16, 16, 16), hidden=32, num_classes=5, input_size=64)
     params = model.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), model.input_shape)
-    for layer, select in (("norm2", Select.strongest(3)), ("fc7", Select.unit(4)), ("fc8", Select.unit(2))):
+    for layer, select in (("norm2", Select.strongest(3)), ("fc8", Select.unit(2))):  # fc8: through every layer
         assert rel_err(project(model, params, x, layer, select), project_explicit(model, params, x, layer, select)) <= 1e-5
 
 
