@@ -1,0 +1,256 @@
+"""jaxvis.train: the optimizer pieces against numpy, and real runs on the bundled sample.
+
+One uninterrupted run (``reference``) is the oracle for the others: a run killed and
+resumed, a run over 4 devices, and ``train_many`` all reproduce it.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxvis import checkpoint, configs, data, models, train
+
+ROOT = Path(__file__).resolve().parent.parent
+# 1,000 sample images: 25 steps of 40 an epoch; evaluation in 3 batches of 300 and a padded one
+TINY = dict(model_overrides={"widths": (16, 32), "hidden": 64}, dataset="mnist_sample", train_split="test",
+            batch_size=40, eval_batch_size=300, num_epochs=1, optimizer="adam", learning_rate=2e-3,
+            schedule="constant", log_every_steps=5, checkpoint_every_steps=10, keep_checkpoints=3, num_devices=1)
+
+
+def tiny_config(**overrides) -> configs.Config:
+    return configs.get("mnist_cnn", **{**TINY, **overrides})
+
+
+def run_python(code: str, *args: str, devices: int = 1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def read_log(workdir, split="train"):
+    lines = [json.loads(line) for line in (Path(workdir) / train.METRICS_FILE).read_text().splitlines()]
+    return [line for line in lines if line["split"] == split]
+
+
+def assert_trees_close(a, b, atol=1e-6):
+    for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=1e-5,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("reference")
+    result = train.train_and_evaluate(tiny_config(), workdir, progress=False)
+    return workdir, result
+
+
+# --- Pieces ---------------------------------------------------------------------------------
+
+
+def test_renormalize_filters_matches_numpy():
+    rng = np.random.default_rng(0)
+    scales = np.array([0.01, 0.05, 0.2, 1.0, 3.0])
+    params = {"conv": {"kernel": rng.standard_normal((3, 3, 2, 5)).astype(np.float32) * scales.astype(np.float32),
+                       "bias": np.full(5, 7.0, np.float32)},
+              "fc": {"kernel": np.full((4, 3), 5.0, np.float32), "bias": np.zeros(3, np.float32)}}
+    out = jax.jit(train.renormalize_filters, static_argnums=1)(params, 0.1)
+    expected = params["conv"]["kernel"].copy()
+    for o in range(5):
+        rms = np.sqrt(np.mean(expected[..., o] ** 2))
+        if rms > 0.1:
+            expected[..., o] *= 0.1 / rms
+    np.testing.assert_allclose(out["conv"]["kernel"], expected, rtol=1e-6)
+    np.testing.assert_array_equal(out["conv"]["kernel"][..., :2], params["conv"]["kernel"][..., :2])
+    for leaf in ("conv/bias", "fc/kernel", "fc/bias"):
+        layer, name = leaf.split("/")
+        np.testing.assert_array_equal(out[layer][name], params[layer][name])
+
+
+def test_schedules():
+    lr = 0.4
+    cosine = train.make_schedule(tiny_config(learning_rate=lr, schedule="cosine", num_epochs=2), 10)
+    np.testing.assert_allclose([cosine(0), cosine(10), cosine(20)], [lr, lr / 2, 0], atol=1e-7)
+    step = train.make_schedule(tiny_config(learning_rate=lr, schedule="step", num_epochs=3, decay_epochs=(1, 2)), 10)
+    np.testing.assert_allclose([step(9), step(10), step(19), step(20)], [lr, lr / 10, lr / 10, lr / 100], rtol=1e-6)
+    warm = train.make_schedule(tiny_config(learning_rate=lr, warmup_epochs=1, num_epochs=2), 10)
+    np.testing.assert_allclose([warm(0), warm(5), warm(10), warm(19)], [0, lr / 2, lr, lr], rtol=1e-6)
+
+
+def test_sgd_step_with_momentum_and_weight_decay_matches_numpy():
+    config = tiny_config(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=0.01)
+    tx = train.make_optimizer(config, 10)
+    w = {"fc": {"kernel": np.array([[1.0, -2.0]], np.float32), "bias": np.array([3.0, 4.0], np.float32)}}
+    g = {"fc": {"kernel": np.array([[0.5, 0.5]], np.float32), "bias": np.array([1.0, -1.0], np.float32)}}
+    state = tx.init(w)
+    u1, state = tx.update(g, state, w)
+    u2, _ = tx.update(g, state, w)
+    # L2 decay on kernels only; momentum buffer m = g' + 0.9 m; update = -lr * m
+    gk = g["fc"]["kernel"] + 0.01 * w["fc"]["kernel"]
+    np.testing.assert_allclose(u1["fc"]["kernel"], -0.1 * gk, rtol=1e-6)
+    np.testing.assert_allclose(u2["fc"]["kernel"], -0.1 * (gk + 0.9 * gk), rtol=1e-6)
+    np.testing.assert_allclose(u2["fc"]["bias"], -0.1 * 1.9 * g["fc"]["bias"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+    ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+    ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
+    ({"schedule": "linear"}, "unknown schedule"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"num_epochs": 3, "schedule": "step", "decay_epochs": (2, 1)}, "decay_epochs must be increasing"),
+    ({"filter_radius": -0.1}, "filter_radius must be > 0"),
+    ({"num_devices": 0}, "num_devices must be None or an integer >= 1"),
+    ({"warmup_epochs": 1}, r"warmup_epochs must be in \[0, num_epochs=1\)"),
+    ({"dataset": "cifar10"}, r"takes images of shape \(28, 28, 1\), but cifar10 gives \(32, 32, 3\)"),
+    ({"model_overrides": {"depth": 3}}, "has no setting 'depth'"),
+    ({"lr": 0.1}, "unknown config setting 'lr'"),
+])
+def test_bad_settings_are_value_errors(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+def test_unknown_config_name():
+    with pytest.raises(ValueError, match="Did you mean 'mnist_cnn'"):
+        configs.get("mnist")
+
+
+def test_every_shipped_config_is_valid():
+    for name in configs.NAMES:
+        assert configs.get(name).name == name
+
+
+# --- Runs -----------------------------------------------------------------------------------
+
+
+def test_one_epoch_lowers_the_loss(reference):
+    workdir, result = reference
+    losses = [line["loss"] for line in read_log(workdir)]
+    assert [line["step"] for line in read_log(workdir)] == [5, 10, 15, 20, 25]
+    assert losses[-1] < 0.75 * losses[0], losses
+    assert result["eval"]["loss"] < 0.85 * np.log(10) and result["eval"]["top1"] > 0.3, result["eval"]
+
+
+def test_evaluation_matches_numpy(reference):
+    _, result = reference
+    model = tiny_config().build_model()
+    x, y = next(iter(data.load("mnist_sample", "test", 1000)))
+    logits = jax.jit(lambda p, x: model.apply(p, model.normalize(x))[0])(result["params"], x)
+    logits = np.asarray(logits, np.float64)
+    logp = logits - logits.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    rank = (logits > logits[np.arange(1000), y][:, None]).sum(1)
+    np.testing.assert_allclose(result["eval"]["loss"], -logp[np.arange(1000), y].mean(), rtol=1e-5)
+    np.testing.assert_allclose(result["eval"]["top1"], (rank == 0).mean(), atol=1e-6)
+    np.testing.assert_allclose(result["eval"]["top5"], (rank < 5).mean(), atol=1e-6)
+
+
+def test_ten_crop_evaluation_averages_the_crops_probabilities(tmp_path):
+    rng = np.random.default_rng(0)
+    for c, wnid in enumerate(("n0", "n1", "n2")):
+        (tmp_path / "val" / wnid).mkdir(parents=True)
+        for k in range(2):
+            pixels = rng.integers(0, 256, (240 + 30 * k, 300, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "val" / wnid / f"{k}.png")
+    model = models.Model("tiny224", (models.conv("conv1", 4, 16, stride=16), models.relu("relu1"),
+                                     models.flatten(), models.dense("fc", 3)), (224, 224, 3))
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    params = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(np.float32) * 0.05, shapes)
+    batches = data.load("imagenet2012", "validation", 4, data_dir=tmp_path, ten_crop=True)
+    metrics = train.evaluate(model, params, batches)
+    crops, labels = (np.concatenate(parts) for parts in zip(*batches))
+    logits = np.asarray(model.apply(params, model.normalize(crops.reshape(-1, 224, 224, 3)))[0], np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = (probs / probs.sum(-1, keepdims=True)).reshape(6, 10, 3).mean(1)
+    np.testing.assert_allclose(metrics["loss"], -np.log(probs[np.arange(6), labels]).mean(), rtol=1e-5)
+    np.testing.assert_allclose(metrics["top1"], (probs.argmax(1) == labels).mean(), atol=1e-6)
+    assert metrics["top5"] == 1.0  # 3 classes
+
+
+KILL_AT_STEP_15 = """
+import json, os, signal, sys, time
+from pathlib import Path
+from jaxvis import configs, train
+workdir, overrides = sys.argv[1], json.loads(sys.argv[2])
+write = train._MetricsLog.write
+def write_then_die(self, **record):
+    write(self, **record)
+    if record["step"] == 15:  # between the checkpoints of steps 10 and 20
+        deadline = time.time() + 60
+        while not (Path(workdir) / "checkpoints" / "10").is_dir() and time.time() < deadline:
+            time.sleep(0.05)  # let the background save of step 10 land
+        os.kill(os.getpid(), signal.SIGKILL)
+train._MetricsLog.write = write_then_die
+train.train_and_evaluate(configs.get("mnist_cnn", **overrides), workdir, progress=False)
+"""
+
+
+def test_killed_run_resumes_to_the_same_parameters(reference, tmp_path):
+    ref_dir, ref = reference
+    killed = run_python(KILL_AT_STEP_15, str(tmp_path), json.dumps(TINY))
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert [line["step"] for line in read_log(tmp_path)] == [5, 10, 15]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["10"]
+    resumed = train.train_and_evaluate(tiny_config(), tmp_path, progress=False)
+    assert_trees_close(resumed["params"], ref["params"])
+    assert [line["step"] for line in read_log(tmp_path)] == [5, 10, 15, 20, 25]  # step 15 logged once
+    np.testing.assert_allclose([line["loss"] for line in read_log(tmp_path)],
+                               [line["loss"] for line in read_log(ref_dir)], rtol=1e-5)
+
+
+DATA_PARALLEL = """
+import json, sys
+import jax
+from jaxvis import configs, train
+assert jax.device_count() == 4, jax.devices()
+train.train_and_evaluate(configs.get("mnist_cnn", **json.loads(sys.argv[2])), sys.argv[1], progress=False)
+"""
+
+
+def test_data_parallel_loss_curve_equals_one_device(reference, tmp_path):
+    ref_dir, _ = reference
+    assert train.data_mesh(1).size == 1
+    run = run_python(DATA_PARALLEL, str(tmp_path), json.dumps({**TINY, "num_devices": 4}), devices=4)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for split in ("train", "test"):
+        four, one = read_log(tmp_path, split), read_log(ref_dir, split)
+        assert [line["step"] for line in four] == [line["step"] for line in one]
+        np.testing.assert_allclose([line["loss"] for line in four], [line["loss"] for line in one], rtol=1e-4)
+
+
+def test_train_many_reproduces_single_runs(reference, tmp_path):
+    # Adam's normalized steps amplify the float noise of the batched convolutions to ~1e-4
+    # in 10 steps; another data order or dropout mask would move parameters by ~1e-2
+    ref_dir, _ = reference
+    many = train.train_many(tiny_config(max_steps=10), tmp_path, seeds=(1, 0), progress=False)
+    _, ref_params, _ = checkpoint.restore_model(ref_dir, step=10)
+    assert_trees_close(jax.tree.map(lambda p: p[1], many["params"]), ref_params, atol=5e-4)
+    np.testing.assert_allclose([line["loss"][1] for line in read_log(tmp_path)],
+                               [line["loss"] for line in read_log(ref_dir)[:2]], rtol=1e-5)
+    differ = jax.tree.map(lambda p: float(np.abs(p[0] - p[1]).max()), many["params"])
+    assert min(jax.tree.leaves(differ)) > 0
+    assert len(read_log(tmp_path)[0]["loss"]) == 2
+    _, params, card = checkpoint.restore_model(tmp_path)
+    assert card["num_models"] == 2 and jax.tree.leaves(params)[0].shape[0] == 2
+    with pytest.raises(ValueError, match="distinct integers"):
+        train.train_many(tiny_config(), tmp_path / "x", seeds=(1, 1))
+
+
+def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    # the warm-up makes the first step's learning rate 0, the next ones enormous
+    config = tiny_config(optimizer="sgd", learning_rate=1e8, warmup_epochs=0.8, log_every_steps=1,
+                         checkpoint_every_steps=1)
+    with pytest.raises(FloatingPointError, match=r"diverged at step \d+") as info:
+        train.train_and_evaluate(config, tmp_path, progress=False)
+    bad = int(re.search(r"diverged at step (\d+)", str(info.value)).group(1))
+    _, params, card = checkpoint.restore_model(tmp_path)
+    assert card["step"] == bad - 1 and f"last good checkpoint is step {bad - 1}" in str(info.value)
+    assert all(np.isfinite(p).all() for p in jax.tree.leaves(params))
