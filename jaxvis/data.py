@@ -325,6 +325,18 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        """Example ``i`` in file order as ``(image_HWC uint8, label)``, as evaluation sees it
+        (ImageNet: short side resized to 256, centre 224 crop)."""
+        _checks.index(f"example of {self.name} {self.split}", i, self.num_examples)
+        if isinstance(self.source, _Lazy):
+            image, label = self.source.read(int(i))
+            return center_crop(_resize_short_side(image, IMAGENET_RESIZE), IMAGENET_CROP), int(label)
+        return self.source.images_NHWC[i], int(self.source.labels_N[i])
+
     def batches(self, batch_size: int, *, shuffle_seed: int | None = None, epoch: int = 0, skip: int = 0,
                 drop_remainder: bool = False, augment: bool = False, ten_crop: bool = False,
                 shard: tuple[int, int] = (0, 1), workers: int | None = None, prefetch: int = 2) -> Batches:

@@ -292,3 +292,15 @@ def test_random_crop_reaches_both_ends_and_flips():
 def test_ten_crop_only_for_imagenet():
     with pytest.raises(ValueError, match="ten_crop"):
         data.load("mnist_sample", "test", 10, ten_crop=True)
+
+
+def test_dataset_indexing_equals_the_file_order_batches():
+    ds = data.open_dataset("mnist_sample", "test")
+    images, labels = next(iter(ds.batches(50)))
+    assert len(ds) == 1000
+    for i in (0, 17, 49):
+        image, label = ds[i]
+        np.testing.assert_array_equal(image, images[i])
+        assert label == labels[i]
+    with pytest.raises(ValueError, match=r"example of mnist_sample test out of range.*< 1000, got \[1000\]"):
+        ds[1000]
