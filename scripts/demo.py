@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxvis import checkpoint, data, plots, topk
 from jaxvis.plots import deconvnet
+from jaxvis.plots import saliency as saliency_plots
 from jaxvis.project import project_strongest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +71,7 @@ def main(argv=None) -> None:
           f"(card: {card.get('test_accuracy', 'n/a')} on the full test set)")
 
     written = deconvnet_figures(model, params, x, labels[chosen], images, out)
+    written += saliency_plots.demo_figures(model, params, x, labels[chosen], out)
     for path in written:
         print(f"wrote {path}")
     print(f"demo done in {time.time() - start:.0f} s")

@@ -9,7 +9,6 @@ optimization, not by the data); inversions are shown as pixels, clipped like inp
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -52,14 +51,15 @@ def methods_grid(model: Model, x_NHWC, maps: Mapping[str, np.ndarray], row_label
 
 def class_models_grid(model: Model, images: Mapping[str, np.ndarray], probabilities: Mapping[str, np.ndarray],
                       class_names: Sequence[str]) -> Figure:
-    """Classes x presets: each preset's class model, its probability below it."""
+    """Presets (rows) x classes (columns): each class model, its probability below it."""
     presets = list(images)
-    rows = [[stretched(model, images[p][k]) for p in presets] for k in range(len(class_names))]
-    fig = plots.grid(rows, list(class_names), presets, title="Class models (mean added back, stretched)", size=1.2)
+    rows = [[stretched(model, x) for x in images[p]] for p in presets]
+    fig = plots.grid(rows, presets, list(class_names), title="Class models (mean added back, stretched per image)",
+                     size=1.1)
     cells = [ax for ax in fig.axes if ax.images]
-    for k in range(len(class_names)):
-        for j, p in enumerate(presets):
-            cells[k * len(presets) + j].set_xlabel(f"p={float(probabilities[p][k]):.3f}", fontsize=6)
+    for i, p in enumerate(presets):
+        for k in range(len(class_names)):
+            cells[i * len(class_names) + k].set_xlabel(f"p={float(probabilities[p][k]):.3f}", fontsize=6)
     fig.tight_layout()
     return fig
 
@@ -93,7 +93,6 @@ def curves_figure(deletion: Mapping[str, saliency.Curves], insertion: Mapping[st
 def demo_figures(model: Model, params: Params, images_NHWC, labels, out_dir) -> list[Path]:
     """Saliency maps of each method for the given (normalized) digits, and the class model
     of every class (the ``simonyan`` preset). Returns the PNG paths."""
-    start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = np.asarray(labels)
@@ -103,7 +102,5 @@ def demo_figures(model: Model, params: Params, images_NHWC, labels, out_dir) -> 
     plots.save(methods_grid(model, images_NHWC, maps, [f"digit {c}" for c in labels], boxes), paths[0])
     run, probs = synthesis.class_models(model, params)
     names = [str(k) for k in range(model.num_classes)]
-    fig = class_models_grid(model, {"simonyan": run.images}, {"simonyan": probs}, names)
-    fig.suptitle(f"Class models, {time.perf_counter() - start:.0f} s with the saliency maps", fontsize=9)
-    plots.save(fig, paths[1])
+    plots.save(class_models_grid(model, {"simonyan": run.images}, {"simonyan": probs}, names), paths[1])
     return paths

@@ -1,0 +1,101 @@
+"""Saliency maps, localization boxes and the faithfulness table of a trained network.
+
+    python scripts/saliency.py --checkpoint checkpoints/mnist_cnn --out results/saliency
+
+Writes ``methods.png`` (images x methods, with the localization box of the gradient
+map), ``curves.png`` (mean deletion and insertion curves) and ``faithfulness.md`` /
+``faithfulness.json``: the mean area under each method's deletion curve (lower is more
+faithful) and insertion curve (higher is more faithful) over ``--per-class`` images of
+each class. Pixels are removed to, or added to, the black image. Occlusion
+(:func:`jaxvis.occlusion.sweep`, black occluder, Captum's per-pixel attribution) joins
+the table unless ``--no-occlusion``. Two control maps calibrate the table: the pixel
+intensity itself (with a black baseline, any map that ranks the ink first removes the
+digit quickly) and a uniformly random map.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxvis import checkpoint, data, occlusion, plots, saliency
+from jaxvis.plots import saliency as saliency_plots
+
+
+def per_class(labels_N: np.ndarray, count: int, num_classes: int) -> np.ndarray:
+    """Indices of the first ``count`` examples of each class, class by class."""
+    return np.concatenate([np.flatnonzero(labels_N == c)[:count] for c in range(num_classes)])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint directory (with card.json)")
+    parser.add_argument("--dataset", default="mnist_sample")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--out", default="outputs/saliency")
+    parser.add_argument("--num-images", type=int, default=8, help="images in methods.png (classes 0, 1, ...)")
+    parser.add_argument("--per-class", type=int, default=20, help="images of each class in the table")
+    parser.add_argument("--steps", type=int, default=28, help="points on each deletion/insertion curve")
+    parser.add_argument("--occlusion-patch", type=int, default=4)
+    parser.add_argument("--occlusion-stride", type=int, default=2)
+    parser.add_argument("--no-occlusion", action="store_true")
+    parser.add_argument("--no-controls", action="store_true", help="leave out the two control maps")
+    parser.add_argument("--seed", type=int, default=0, help="SmoothGrad's noise and the random control map")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+
+    model, params, card = checkpoint.restore_model(args.checkpoint)
+    dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
+    images, labels = next(iter(dataset.batches(dataset.num_examples)))
+    chosen = per_class(labels, args.per_class, model.num_classes)
+    x, y = model.normalize(images[chosen]), labels[chosen]
+    key = jax.random.key(args.seed)
+
+    maps = saliency.method_maps(model, params, x, y, key=key)
+    if not args.no_occlusion:
+        black = saliency.black(model, x[:1])[0, 0, 0]
+        maps["occlusion"] = occlusion.sweep(model, params, x, y, args.occlusion_patch, args.occlusion_stride,
+                                            fill=black).attribution_NHW
+
+    shown = per_class(y, 1, model.num_classes)[:args.num_images]
+    boxes = jax.vmap(saliency.localization_box)(maps["gradient"][shown])
+    paths = [out / "methods.png", out / "curves.png", out / "faithfulness.md", out / "faithfulness.json"]
+    plots.save(saliency_plots.methods_grid(model, x[shown], {m: v[shown] for m, v in maps.items()},
+                                           [f"digit {c}" for c in y[shown]], boxes), paths[0])
+
+    if not args.no_controls:
+        maps["pixel intensity (control)"] = np.asarray(model.denormalize(x)).max(axis=-1)
+        maps["random (control)"] = jax.random.uniform(jax.random.fold_in(key, 1), x.shape[:3])
+    deletion = {m: saliency.deletion(model, params, x, v, y, steps=args.steps) for m, v in maps.items()}
+    insertion = {m: saliency.insertion(model, params, x, v, y, steps=args.steps) for m, v in maps.items()}
+    plots.save(saliency_plots.curves_figure(deletion, insertion), paths[1])
+
+    table = {m: {"deletion_area": float(np.mean(deletion[m].area)), "insertion_area": float(np.mean(insertion[m].area)),
+                 "deletion_area_sem": float(np.std(deletion[m].area) / np.sqrt(len(y))),
+                 "insertion_area_sem": float(np.std(insertion[m].area) / np.sqrt(len(y)))} for m in maps}
+    lines = [f"Faithfulness of saliency maps: {model.name} ({args.checkpoint}), {len(y)} images of "
+             f"{args.dataset}/{args.split} ({args.per_class} per class), {args.steps} steps per curve, "
+             "black baseline.", "",
+             "| method | deletion area (lower is better) | insertion area (higher is better) |", "|---|---|---|"]
+    lines += [f"| {m} | {t['deletion_area']:.3f} ± {t['deletion_area_sem']:.3f} | "
+              f"{t['insertion_area']:.3f} ± {t['insertion_area_sem']:.3f} |" for m, t in table.items()]
+    lines += ["", "± is the standard error of the mean over images."]
+    paths[2].write_text("\n".join(lines) + "\n")
+    paths[3].write_text(json.dumps({"checkpoint": args.checkpoint, "card_test_accuracy": card.get("test_accuracy"),
+                                    "images": len(y), "steps": args.steps, "methods": table}, indent=2) + "\n")
+    print("\n".join(lines))
+    for path in paths:
+        print(f"wrote {path}")
+    print(f"done in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
