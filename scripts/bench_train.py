@@ -1,6 +1,6 @@
 """Training speed of mnist_cnn: one model, K models one after another, K models in one vmapped program.
 
-    python scripts/bench_train.py --steps 30 --models 8
+    python scripts/bench_train.py --steps 10 --models 8
 
 Each run is a real ``train_and_evaluate``/``train_many`` call on the bundled MNIST sample
 (same image size and network as MNIST, so the same speed), batch 128 per model, with
@@ -26,13 +26,13 @@ def steady_rate(workdir: Path) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=30, help="training steps per run")
+    parser.add_argument("--steps", type=int, default=10, help="training steps per run")
     parser.add_argument("--models", type=int, default=8, help="K")
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     config = configs.get("mnist_cnn", dataset="mnist_sample", train_split="test", num_epochs=10_000,
                          max_steps=args.steps, batch_size=args.batch_size, log_every_steps=max(1, args.steps // 5),
-                         checkpoint_every_steps=10 * args.steps, eval_batch_size=500)
+                         checkpoint_every_steps=10 * args.steps, eval_every_epochs=10_000, eval_batch_size=500)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()

@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxvis import checkpoint, data, plots, topk
 from jaxvis.plots import deconvnet
+from jaxvis.plots import occlusion as occlusion_plots
 from jaxvis.plots import saliency as saliency_plots
 from jaxvis.project import project_strongest
 
@@ -71,6 +72,7 @@ def main(argv=None) -> None:
           f"(card: {card.get('test_accuracy', 'n/a')} on the full test set)")
 
     written = deconvnet_figures(model, params, x, labels[chosen], images, out)
+    written += occlusion_plots.demo_figures(model, params, x[:4], labels[chosen][:4], out)
     written += saliency_plots.demo_figures(model, params, x, labels[chosen], out)
     for path in written:
         print(f"wrote {path}")

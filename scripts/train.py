@@ -12,6 +12,7 @@ import argparse
 import ast
 import datetime
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -72,7 +73,8 @@ def main():
         card = {"test_accuracy": result["eval"]["top1"], "test_top5": result["eval"]["top5"],
                 "test_loss": result["eval"]["loss"], "data": result["data"],
                 "command": shlex.join(["python", *sys.argv]), "train_seconds": round(result["train_seconds"], 1),
-                "machine": f"{platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}",
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                           f"{jax.device_count()} x {jax.devices()[0].device_kind}",
                 "date": datetime.date.today().isoformat(), "code_commit": _git("rev-parse", "HEAD"),
                 "code_modified": bool(_git("status", "--porcelain", "--", "jaxvis", "scripts"))}
         print(f"exported to {checkpoint.export(args.workdir, args.export, **card)}")

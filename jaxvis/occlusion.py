@@ -1,0 +1,742 @@
+"""Occlusion sensitivity at scale (Zeiler & Fergus Sec. 4.2, Fig. 7; Krypton, SIGMOD 2019).
+
+A grey square slides over the image and the network runs once per position. Per
+position :func:`sweep` reads the probability of the true class (Fig. 7d), the most
+probable class (Fig. 7e) and, given a ``layer``, the total activation of that layer's
+map strongest on the unoccluded image (Fig. 7b); per pixel it gives Captum's
+``Occlusion`` attribution. All positions go through vmapped, jitted calls, chunked so
+that peak memory stays under ``memory_budget``.
+
+Conventions:
+
+- *Positions* are Captum's: along an axis of length ``H`` the occluder's top-left row
+  is ``0, s, 2s, ...`` up to the first that reaches the end, ``ceil((H - p) / s) + 1``
+  rows in all. The occluder covers rows ``[r, min(r + p, H))``: where the stride does
+  not divide ``H - p``, the last occluder hangs over the border and is cut there, so
+  every pixel is covered when ``s <= p`` (pixels no occluder covers, possible only when
+  ``s > p``, get attribution 0).
+- *Fill* is in the network's input space. The default 0 is the dataset mean:
+  :meth:`~jaxvis.models.Model.normalize` subtracts the training mean, so 0 is the
+  paper's grey square (the mean colour), not black. A scalar, a ``(C,)`` colour or a
+  ``(H, W, C)`` image (a blurred copy, say) may be given instead.
+- *Attribution* follows ``captum.attr.Occlusion`` exactly: for each pixel, the mean
+  over the occluder positions covering it of ``score(image) - score(occluded)``, where
+  the score is the true-class probability (Captum with ``forward_func =
+  softmax(model(x))``, the default) or logit (``score="logit"``: Captum on the raw
+  model), with ``baselines = fill``, ``sliding_window_shapes = (C, p, p)``,
+  ``strides = (C, s, s)`` and ``target = label``. Captum gives each channel the
+  same value; here it is returned once per pixel.
+
+Methods:
+
+- ``"full"``: re-inference of every occluded image.
+- ``"incremental"``: Krypton (Nakandala, Kumar & Papakonstantinou, SIGMOD 2019). The
+  unoccluded image runs once and every layer's input is kept, padded into a *canvas*.
+  For each position only the region the occluder can change is recomputed, layer by
+  layer: :func:`propagate` grows it by each layer's kernel, stride, padding and
+  dilation, the input window it needs is read from the canvas with the changed region
+  pasted in, and windows have a fixed size per layer (clamped at the borders) so that
+  positions vmap. Layers after the last spatial map (dense) run on the full map. Exact:
+  equal to ``"full"`` to float rounding.
+
+Approximations (Krypton's approximate inference): ``tau`` caps every conv/pool layer's recomputed window
+at ``round(tau * W_out)`` (centre crop; the rest keeps the unoccluded values), and
+``coarse_stride`` runs the coarse grid everywhere, then the fine ``stride`` only in the
+``drill_fraction`` of coarse cells where the true-class probability drops most; other
+fine positions take their coarse cell's values. Judge either with :func:`ssim` against
+the exact maps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxvis import _checks, layers as L
+from jaxvis.models import Layer, Model, Params
+from jaxvis.project import strongest_map
+
+METHODS = ("full", "incremental")
+SCORES = ("probability", "logit")
+_BYTES = 4  # float32
+
+
+@dataclasses.dataclass(frozen=True)
+class OcclusionMaps:
+    """What a sweep measured, for ``N`` images and a ``P x Q`` grid of occluder positions.
+
+    Attributes:
+      rows_P, cols_Q: the occluder's top-left row and column at each grid position; it
+        covers ``[row, min(row + patch[0], H))`` and likewise for columns.
+      patch: the occluder's ``(height, width)``.
+      prob_NPQ: probability of the true class with the occluder there (Fig. 7d).
+      label_NPQ: most probable class with the occluder there (Fig. 7e).
+      feature_NPQ: total activation of ``layer``'s strongest map (Fig. 7b), or None.
+      channel_N: that map's index per image, or None.
+      base_prob_N, base_label_N: true-class probability and predicted class unoccluded.
+      score_NPQ, base_score_N: the true-class ``score`` (probability or logit) with the
+        occluder there and unoccluded; their drop is what the attribution averages.
+      attribution_NHW: Captum's ``Occlusion`` attribution of ``score`` (module docstring).
+      computed_NPQ: True where the position was run; False where drill-down copied the
+        coarse cell's values.
+      score: "probability" or "logit", what the attribution measures.
+    """
+
+    rows_P: np.ndarray
+    cols_Q: np.ndarray
+    patch: tuple[int, int]
+    prob_NPQ: np.ndarray
+    label_NPQ: np.ndarray
+    feature_NPQ: np.ndarray | None
+    channel_N: np.ndarray | None
+    base_prob_N: np.ndarray
+    base_label_N: np.ndarray
+    score_NPQ: np.ndarray
+    base_score_N: np.ndarray
+    attribution_NHW: np.ndarray
+    computed_NPQ: np.ndarray
+    score: str
+
+
+# ---------------------------------------------------------------------------------------
+# Geometry
+
+
+def positions(size: int, patch: int, stride: int) -> np.ndarray:
+    """Captum's occluder starts along an axis: ``0, s, 2s, ...``, ``ceil((size - patch) / s) + 1`` of them."""
+    return np.arange(-(-(size - patch) // stride) + 1) * stride
+
+
+def propagate(layer: Layer, out_hw: tuple[int, int], start, size: tuple[int, int], tau: float | None = None):
+    """Where a changed region of a layer's input lands in its output (Krypton's patch propagation).
+
+    Per axis, with effective kernel ``K`` (dilation included), stride ``S`` and leading
+    padding ``P``, an input region starting at ``x`` of width ``w`` changes the outputs
+    from ``ceil((P + x - K + 1) / S)``, at most ``min(ceil((w + K - 1) / S), W_out)`` of
+    them whatever the alignment: that bound is the window's fixed width. The start is
+    clamped so the window stays inside the map (it then still covers every changed
+    output). ``tau`` caps the width at ``round(tau * W_out)`` (halves up), keeping the centre.
+    Layers that act on each position alone (relu, lrn, dropout) keep the region.
+
+    Args:
+      layer: the layer.
+      out_hw: its output's height and width.
+      start: the region's top-left ``(row, col)``, Python or traced integers.
+      size: the region's ``(height, width)``, Python integers.
+      tau: the projective-field threshold, or None for the exact window.
+
+    Returns:
+      ``(start, size)`` of the output window; ``size`` is static.
+    """
+    if layer.kind not in ("conv", "max_pool"):
+        return tuple(start), tuple(size)
+    starts, sizes = [], []
+    for a in range(2):
+        k, s, p = layer.effective_kernel[a], layer.stride[a], layer.padding[a][0]
+        exact = min(-(-(size[a] + k - 1) // s), out_hw[a])
+        width = exact if tau is None else min(exact, max(1, math.floor(tau * out_hw[a] + 0.5)))
+        first = -((k - 1 - p - start[a]) // s) + (exact - width) // 2
+        starts.append(jnp.clip(first, 0, out_hw[a] - width))
+        sizes.append(width)
+    return tuple(starts), tuple(sizes)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    """One spatial layer of an incremental pass: its output window and how it reads it.
+
+    A conv or pool layer's output window needs ``read`` input rows and columns. They
+    come from the layer's *canvas*: its unoccluded input padded by the layer's padding
+    and by ``slack``, the most the incoming window can reach out of the read window
+    (before, after) over every possible position, so that pasting the incoming window
+    into the read window never needs clamping.
+    """
+
+    layer: Layer
+    out_hw: tuple[int, int]
+    prev: tuple[int, int]
+    size: tuple[int, int]
+    slack: tuple[tuple[int, int], tuple[int, int]]
+    tau: float | None
+
+    @property
+    def windowed(self) -> bool:
+        return self.layer.kind in ("conv", "max_pool")
+
+    @property
+    def read(self) -> tuple[int, int]:
+        """Input rows and columns the output window needs: ``(size - 1) * S + K``."""
+        return tuple((self.size[a] - 1) * self.layer.stride[a] + self.layer.effective_kernel[a] for a in range(2))
+
+    @property
+    def extra(self) -> int:
+        """Columns read beyond the window for a conv layer (see :func:`_window_layer`)."""
+        return 1 if self.layer.kind == "conv" else 0
+
+    def canvas_padding(self, in_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        pads = []
+        for a in range(2):
+            lo = self.layer.padding[a][0]
+            reach = (self.out_hw[a] - 1) * self.layer.stride[a] + self.layer.effective_kernel[a] - lo - in_hw[a]
+            pads.append((lo + self.slack[a][0], max(reach, 0) + self.slack[a][1] + (self.extra if a else 0)))
+        return tuple(pads)
+
+
+def _spatial_layers(model: Model) -> tuple[Layer, ...]:
+    """The layers up to the last one with spatial maps; the rest run on the full map."""
+    count = next(i for i, layer in enumerate(model.layers) if len(model.shapes[layer.name]) != 3)
+    return model.layers[:count]
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(model: Model, patch: tuple[int, int], tau: float | None) -> tuple[_Step, ...]:
+    """The windows of an incremental pass. Every possible start of the incoming window is
+    followed through the layers to find how far it can reach out of the read window
+    (the slack: none for exact windows, some where ``tau`` cuts them)."""
+    steps, size = [], tuple(patch)
+    starts = tuple(np.arange(model.input_shape[a] - patch[a] + 1) for a in range(2))
+    for layer in _spatial_layers(model):
+        out_hw = model.shapes[layer.name][:2]
+        moved, new = propagate(layer, out_hw, starts, size, tau)
+        moved = tuple(np.asarray(m) for m in moved)
+        slack = ((0, 0), (0, 0))
+        if layer.kind in ("conv", "max_pool"):
+            first = [moved[a] * layer.stride[a] - layer.padding[a][0] for a in range(2)]
+            last = [first[a] + (new[a] - 1) * layer.stride[a] + layer.effective_kernel[a] for a in range(2)]
+            slack = tuple((max(int((first[a] - starts[a]).max()), 0), max(int((starts[a] + size[a] - last[a]).max()), 0))
+                          for a in range(2))
+        steps.append(_Step(layer, out_hw, size, new, slack, tau))
+        size, starts = new, tuple(np.unique(m) for m in moved)
+    return tuple(steps)
+
+
+def _inputs(model: Model, x, activations: dict) -> list:
+    """The input of each layer, given the network input and every layer's output."""
+    return [x] + [activations[layer.name] for layer in model.layers[:-1]]
+
+
+# ---------------------------------------------------------------------------------------
+# One chunk of positions, for a group of images
+
+
+def _readout(logits_BK, label, score: str):
+    """True-class probability, most probable class and the attributed score."""
+    probs = jax.nn.softmax(logits_BK, axis=-1)
+    prob = probs[..., label]
+    value = prob if score == "probability" else logits_BK[..., label]
+    return prob, jnp.argmax(logits_BK, axis=-1).astype(jnp.int32), value
+
+
+def _occlude(image_HWC, fill_HWC, start, patch):
+    rows = jnp.arange(image_HWC.shape[0])
+    cols = jnp.arange(image_HWC.shape[1])
+    inside = (((rows >= start[0]) & (rows < start[0] + patch[0]))[:, None]
+              & ((cols >= start[1]) & (cols < start[1] + patch[1]))[None, :])
+    return jnp.where(inside[..., None], fill_HWC, image_HWC)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer", "score"))
+def _base(model: Model, layer: str | None, score: str, params: Params, images_GHWC, labels_G):
+    """The unoccluded pass: its readout, every activation and the strongest map of ``layer``."""
+    logits, trace = model.apply(params, images_GHWC)
+    readout = jax.vmap(functools.partial(_readout, score=score))(logits, labels_G)
+    channel = (jnp.zeros(len(labels_G), jnp.int32) if layer is None
+               else jax.vmap(strongest_map)(trace.activations[layer]))
+    return readout, trace.activations, channel
+
+
+@functools.partial(jax.jit, static_argnames=("model", "steps", "layer"))
+def _keep(model: Model, steps: tuple[_Step, ...], layer: str | None, images_GHWC, activations, channel_G):
+    """What an incremental pass keeps of the unoccluded one: each windowed layer's canvas,
+    the last spatial map, and the strongest map of ``layer``."""
+    inputs = dict(zip(model.names, _inputs(model, images_GHWC, activations)))
+    canvases = {}
+    for step in steps:
+        if step.windowed:
+            below = inputs[step.layer.name]
+            value = -jnp.inf if step.layer.kind == "max_pool" else 0.0
+            pads = step.canvas_padding(below.shape[1:3])
+            canvases[step.layer.name] = lax.pad(below, jnp.array(value, below.dtype),
+                                                ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
+    kept = {"canvas": canvases, "last": activations[steps[-1].layer.name]}
+    if layer is not None:
+        kept["map"] = jnp.take_along_axis(activations[layer], channel_G[:, None, None, None], axis=-1)[..., 0]
+    return kept
+
+
+def _full_position(model: Model, layer: str | None, patch: tuple[int, int], params: Params, kept, image_HWC,
+                   fill_HWC, channel, start):
+    """The last spatial map (and the feature total) of a full pass over the occluded image."""
+    last = _spatial_layers(model)[-1].name
+    maps, trace = model.apply(params, _occlude(image_HWC, fill_HWC, start, patch)[None], until=last)
+    feature = None if layer is None else jnp.take(trace.activations[layer][0], channel, axis=-1).sum()
+    return maps[0], feature
+
+
+def _window_layer(step: _Step, params: Params, canvas_HWC, window_hwC, at, new_at):
+    """Recompute a conv or pool layer's output window from its canvas and the incoming window."""
+    layer, read, slack, extra = step.layer, step.read, step.slack, step.extra
+    corner = [new_at[a] * layer.stride[a] for a in range(2)]
+    buffer = lax.dynamic_slice(canvas_HWC, (corner[0], corner[1], 0),
+                               (read[0] + sum(slack[0]), read[1] + sum(slack[1]) + extra, canvas_HWC.shape[2]))
+    offset = [at[a] + layer.padding[a][0] + slack[a][0] - corner[a] for a in range(2)]
+    buffer = lax.dynamic_update_slice(buffer, window_hwC, (offset[0], offset[1], 0))
+    region = buffer[None, slack[0][0]:slack[0][0] + read[0], slack[1][0]:slack[1][0] + read[1] + extra]
+    if layer.kind == "conv":
+        # The extra column read and cut again by padding -1 leaves the arithmetic of an
+        # unpadded convolution, but XLA:CPU runs padded convolutions about twice as fast
+        # as unpadded ones on windows this small.
+        return L.conv2d(region, params[layer.name]["kernel"], params[layer.name]["bias"], layer.stride,
+                        ((0, 0), (0, -extra)), layer.dilation, layer.groups)[0]
+    # Only the values: layers.max_pool's switches would cost an argmax per window.
+    return lax.reduce_window(region, -jnp.inf, lax.max, (1, *layer.kernel, 1), (1, *layer.stride, 1), "VALID")[0]
+
+
+def _tail(model: Model, params: Params, start: int, x):
+    """The layers from ``start`` on (flatten, dense, relu, dropout), on full maps."""
+    for layer in model.layers[start:]:
+        if layer.kind == "flatten":
+            x = L.flatten(x)
+        elif layer.kind == "dense":
+            x = L.dense(x, params[layer.name]["kernel"], params[layer.name]["bias"])
+        elif layer.kind == "relu":
+            x = L.relu(x)
+        # dropout is the identity at analysis time
+    return x
+
+
+def _incremental_position(steps: tuple[_Step, ...], layer: str | None, params: Params, kept, image_HWC, fill_HWC,
+                          channel, start):
+    """The last spatial map (and the feature total) with the occluder at ``start``,
+    recomputing only the windows it can change."""
+    patch = steps[0].prev
+    h, w, c = image_HWC.shape
+    at = (jnp.minimum(start[0], h - patch[0]), jnp.minimum(start[1], w - patch[1]))
+    window = _occlude(lax.dynamic_slice(image_HWC, (at[0], at[1], 0), (*patch, c)),
+                      lax.dynamic_slice(fill_HWC, (at[0], at[1], 0), (*patch, c)),
+                      (start[0] - at[0], start[1] - at[1]), patch)
+    feature = None
+    for step in steps:
+        if step.windowed:
+            new_at, _ = propagate(step.layer, step.out_hw, at, step.prev, step.tau)
+            window = _window_layer(step, params, kept["canvas"][step.layer.name], window, at, new_at)
+            at = new_at
+        elif step.layer.kind == "relu":
+            window = L.relu(window)
+        elif step.layer.kind == "lrn":
+            window = L.local_response_norm(window[None], *step.layer.lrn)[0]
+        if step.layer.name == layer:
+            before = lax.dynamic_slice(kept["map"], at, step.size)
+            feature = kept["map"].sum() - before.sum() + jnp.take(window, channel, axis=-1).sum()
+    return lax.dynamic_update_slice(kept["last"], window, (at[0], at[1], 0)), feature
+
+
+@functools.partial(jax.jit, static_argnames=("model", "steps", "layer", "score", "patch", "batch", "mesh"))
+def _positions(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, score: str,
+               patch: tuple[int, int], batch: int, mesh: Mesh | None, params: Params, kept, images_GHWC, fill_HWC,
+               labels_G, channel_G, starts_GB2):
+    """Readouts ``(G, B)`` of a block of positions, images one after another.
+
+    The spatial layers run ``batch`` positions at a time (vmapped), keeping the working
+    set small; the dense layers then run on all ``B`` positions of the image at once,
+    so that their weights are read once per image rather than once per batch. With a
+    mesh, each device takes its share of every image's positions.
+    """
+    if steps is None:
+        spatial = functools.partial(_full_position, model, layer, patch, params)
+    else:
+        spatial = functools.partial(_incremental_position, steps, layer, params)
+    split = len(_spatial_layers(model))
+
+    def block(kept, images_GHWC, labels_G, channel_G, starts_GB2):
+        def image(args):
+            kept_one, image_HWC, label, channel, starts_B2 = args
+            maps, feature = lax.map(lambda start: spatial(kept_one, image_HWC, fill_HWC, channel, start),
+                                    starts_B2, batch_size=batch)
+            return (*_readout(_tail(model, params, split, maps), label, score), feature)
+
+        return lax.map(image, (kept, images_GHWC, labels_G, channel_G, starts_GB2))
+
+    if mesh is None:
+        return block(kept, images_GHWC, labels_G, channel_G, starts_GB2)
+    replicated, split_positions = PartitionSpec(), PartitionSpec(None, mesh.axis_names[0])
+    return jax.shard_map(block, mesh=mesh, in_specs=(replicated,) * 4 + (split_positions,),
+                         out_specs=split_positions)(kept, images_GHWC, labels_G, channel_G, starts_GB2)
+
+
+# ---------------------------------------------------------------------------------------
+# Memory and chunking
+
+# Positions evaluated together (vmapped) in the spatial layers are sized to about this
+# many bytes of working memory. Measured on 2 CPU cores: all 625 MNIST positions of an
+# image at once beat 20 to 300 at a time; VGG16 ran best near 20 (incremental, 10 MB
+# each) and 2 (full, 115 MB each), slower at 64 and 8.
+_WORKING_SET = 256e6
+# At most this many positions per call: enough to amortize a call and the dense layers'
+# weights, few enough to report progress every few seconds.
+_CALL_POSITIONS = 20_000
+
+
+def _floats(shape) -> int:
+    return math.prod(shape)
+
+
+def _memory(model: Model, steps: tuple[_Step, ...] | None) -> tuple[int, int, int]:
+    """Estimated bytes ``(per image, per position in a batch, per position in a call)``.
+
+    Per image: its unoccluded pass (every activation) and, for an incremental pass, the
+    canvases it keeps. Per position in a vmapped batch: every spatial activation of a
+    full pass, or each window read and computed by an incremental one. Per position in a
+    call: its last spatial map and the dense layers' outputs, held for the whole call.
+    """
+    shapes = [model.input_shape] + [model.shapes[layer.name] for layer in model.layers]
+    activations = sum(_floats(s) for s in shapes)
+    split = len(_spatial_layers(model))
+    call = sum(_floats(s) for s in shapes[split:])
+    if steps is None:
+        return _BYTES * activations, _BYTES * sum(_floats(s) for s in shapes[:split + 1]), _BYTES * call
+    canvases, batch = 0, 0
+    for step, below in zip(steps, shapes):
+        batch += _floats(step.size) * model.shapes[step.layer.name][-1]
+        if step.windowed:
+            read, pads = step.read, step.canvas_padding(below[:2])
+            batch += (read[0] + sum(step.slack[0])) * (read[1] + sum(step.slack[1])) * below[2]
+            canvases += (below[0] + sum(pads[0])) * (below[1] + sum(pads[1])) * below[2]
+    return _BYTES * (activations + canvases), _BYTES * batch, _BYTES * call
+
+
+def _chunking(num_images: int, num_positions: int, per_image: int, per_batch: int, per_call: int, budget: float,
+              devices: int) -> tuple[int, int, int]:
+    """``(images per call, positions per call, positions per vmapped batch)``.
+
+    Peak memory is about ``images * per_image + devices * batch * per_batch + positions *
+    per_call``. The batch is the largest within the budget and the working-set target;
+    a call takes all positions of as many images as fit, or else as many positions of
+    one image as fit; both are evened out so that little padding is computed.
+    """
+    need = per_image + devices * (per_batch + per_call)
+    if need > budget:
+        raise ValueError(
+            f"memory_budget={budget:.3g} bytes is too small for one occluder position: one image needs about "
+            f"{per_image:.3g} bytes and each position {per_batch + per_call:.3g} more"
+            + (f" on each of {devices} devices" if devices > 1 else "") + f"; use at least {need:.3g}")
+    share = -(-num_positions // devices)
+    batch = int(min(share, (budget - per_image) // (devices * (per_batch + per_call)), _WORKING_SET // per_batch))
+    batch = _even(share, max(batch, 1), 1)
+    fit = (budget - per_image - devices * batch * per_batch) // (devices * per_call)
+    per_device = _even(share, max(batch, min(int(fit), _CALL_POSITIONS // devices) // batch * batch), batch)
+    block = per_device * devices
+    if per_device < share:
+        return 1, block, batch
+    spare = budget - devices * batch * per_batch - block * per_call
+    return max(1, min(num_images, int(spare // per_image), _CALL_POSITIONS // block)), block, batch
+
+
+def _even(total: int, most: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that covers ``total`` in as few parts of at most ``most``."""
+    return _round_up(-(-total // -(-total // most)), multiple)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _pad_to(a: np.ndarray, n: int, axis: int = 0) -> np.ndarray:
+    """``a`` with its last entry along ``axis`` repeated up to length ``n``."""
+    extra = n - a.shape[axis]
+    if extra <= 0:
+        return a
+    return np.concatenate([a, np.take(a, [-1] * extra, axis=axis)], axis=axis)
+
+
+def _evaluate(model: Model, params: Params, images_NHWC, labels_N, fill_HWC, starts_NT2: np.ndarray,
+              patch: tuple[int, int], layer: str | None, method: str, tau: float | None, score: str,
+              memory_budget: float, mesh: Mesh | None, progress: Callable[[int], None] | None,
+              refine: tuple[int, Callable] | None = None):
+    """Every position of every image.
+
+    ``refine = (count, choose)`` adds a second round: after a group of images has run
+    ``starts_NT2``, ``choose(prob_GT, base_prob_G)`` gives each image ``count`` more
+    starts, run against the same unoccluded pass.
+
+    Returns:
+      readouts ``{prob, label, value, feature}`` of shape ``(N, T [+ count])``, the
+      unoccluded ``{prob, label, value, channel}`` of shape ``(N,)``, and the starts run.
+    """
+    steps = _plan(model, patch, tau) if method == "incremental" else None
+    n, t = starts_NT2.shape[:2]
+    devices = 1 if mesh is None else mesh.size
+    memory = _memory(model, steps)
+    rounds = [t] if refine is None else [t, refine[0]]
+    chunks = [_chunking(n, count, *memory, memory_budget, devices) for count in rounds]
+    group = min(g for g, _, _ in chunks)
+    replicated = None if mesh is None else NamedSharding(mesh, PartitionSpec())
+    split = None if mesh is None else NamedSharding(mesh, PartitionSpec(None, mesh.axis_names[0]))
+    params, fill_HWC = jax.device_put((params, fill_HWC), replicated)
+    names = ("prob", "label", "value", "feature")
+    out, base, ran = {k: [] for k in names}, {k: [] for k in ("prob", "label", "value", "channel")}, []
+    for first in range(0, n, group):
+        real = min(group, n - first)
+        idx = _pad_to(np.arange(first, first + real), group)
+        images, labels = jax.device_put((images_NHWC[idx], labels_N[idx]), replicated)
+        readout, activations, channel = _base(model, layer, score, params, images, labels)
+        kept = None if steps is None else _keep(model, steps, layer, images, activations, channel)
+        del activations
+        for name, v in zip(base, (*readout, channel)):
+            base[name].append(np.asarray(v)[:real])
+
+        def run(starts_GT2, block, batch):
+            parts = []
+            for lo in range(0, starts_GT2.shape[1], block):
+                starts = jax.device_put(_pad_to(starts_GT2[:, lo:lo + block], block, axis=1), split)
+                result = _positions(model, steps, layer, score, patch, batch, mesh, params, kept, images, fill_HWC,
+                                    labels, channel, starts)
+                stop = min(block, starts_GT2.shape[1] - lo)
+                parts.append([None if v is None else np.asarray(v)[:, :stop] for v in result])
+                if progress is not None:
+                    progress(real * stop)
+            return [None if v[0] is None else np.concatenate(v, axis=1) for v in zip(*parts)]
+
+        starts = starts_NT2[idx]
+        result = run(starts, *chunks[0][1:])
+        if refine is not None:
+            more = refine[1](result[0], np.asarray(readout[0]))
+            result = [None if a is None else np.concatenate([a, b], axis=1)
+                      for a, b in zip(result, run(more, *chunks[1][1:]))]
+            starts = np.concatenate([starts, more], axis=1)
+        for name, v in zip(names, result):
+            if v is not None:
+                out[name].append(v[:real])
+        ran.append(starts[:real])
+    join = {k: np.concatenate(v) if v else None for k, v in out.items()}
+    return join, {k: np.concatenate(v) for k, v in base.items()}, np.concatenate(ran)
+
+
+# ---------------------------------------------------------------------------------------
+# The sweep
+
+
+def _pair(what: str, value) -> tuple[int, int]:
+    pair = (value, value) if np.ndim(value) == 0 else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise ValueError(f"{what} must be an integer or a pair of integers, got {value!r}")
+    for v in pair:
+        _checks.positive(what, int(v))
+    return int(pair[0]), int(pair[1])
+
+
+def _fill(model: Model, fill) -> jax.Array:
+    h, w, c = model.input_shape
+    if fill is None:
+        return jnp.zeros((h, w, c), jnp.float32)
+    arr = np.asarray(fill, np.float32)
+    if arr.shape not in ((), (c,), (h, w, c)):
+        raise ValueError(f"fill must be a scalar, a colour of shape ({c},) or an image of shape {(h, w, c)} "
+                         f"in the network's input space, got shape {arr.shape}")
+    _checks.finite(arr, "fill")
+    return jnp.broadcast_to(jnp.asarray(arr), (h, w, c))
+
+
+def _check_labels(model: Model, labels_N, num_images: int) -> np.ndarray:
+    labels = np.asarray(labels_N)
+    if labels.shape != (num_images,):
+        raise ValueError(f"labels must have shape ({num_images},), one per image, got {labels.shape}")
+    _checks.index("label", labels, model.num_classes)
+    return labels.astype(np.int32)
+
+
+def sweep(model: Model, params: Params, images_NHWC, labels_N, patch, stride, fill=None, layer: str | None = None,
+          memory_budget: float = 2e9, method: str = "full", tau: float | None = None, coarse_stride=None,
+          drill_fraction: float = 0.25, score: str = "probability", mesh: Mesh | None = None,
+          progress: Callable[[int], None] | None = None) -> OcclusionMaps:
+    """Occlusion maps of a batch of images (conventions in the module docstring).
+
+    Args:
+      model, params: the network.
+      images_NHWC: normalized images (:meth:`~jaxvis.models.Model.normalize`).
+      labels_N: the true class of each image.
+      patch: the occluder's side, or ``(height, width)``.
+      stride: the step between occluder positions, or ``(rows, cols)``.
+      fill: the occluder's value in input space; None is the dataset mean (0).
+      layer: a layer with spatial maps for the feature-total map (Fig. 7b), or None.
+      memory_budget: bytes that one call may use, estimated from the layer shapes.
+      method: "full" re-inference or exact "incremental" inference (Krypton).
+      tau: with "incremental", cap each layer's recomputed window at ``tau`` of its
+        map (approximate; None or 1 is exact).
+      coarse_stride: adaptive drill-down: this stride everywhere (a multiple of
+        ``stride``), then ``stride`` in the ``drill_fraction`` of coarse cells where
+        the true-class probability drops most (approximate).
+      drill_fraction: the fraction ``r`` of coarse cells drilled into.
+      score: what the attribution measures: "probability" or "logit" of the true class.
+      mesh: spread each call's positions over this mesh's first axis (its devices).
+      progress: called with the number of positions finished after each call.
+
+    Returns:
+      An :class:`OcclusionMaps` of numpy arrays.
+    """
+    _checks.images(images_NHWC, model.input_shape)
+    n, h, w, _ = np.shape(images_NHWC)
+    labels = _check_labels(model, labels_N, n)
+    _checks.choice("method", method, METHODS)
+    _checks.choice("score", score, SCORES)
+    patch, stride = _pair("patch", patch), _pair("stride", stride)
+    if patch[0] > h or patch[1] > w:
+        raise ValueError(f"patch {patch} is larger than the image ({h}, {w})")
+    if layer is not None:
+        model.check_layer(layer, spatial=True)
+    if len(model.shapes[model.names[-1]]) != 1:
+        raise ValueError(f"{model.name} must end in class scores (a flat output), its output has shape "
+                         f"{model.shapes[model.names[-1]]}")
+    _checks.positive("memory_budget", memory_budget)
+    if tau is not None:
+        if method != "incremental":
+            raise ValueError(f"tau caps the windows of method='incremental', got method={method!r}")
+        if not 0 < tau <= 1:
+            raise ValueError(f"tau must be in (0, 1], got {tau!r}")
+        tau = None if tau == 1 else float(tau)
+    fill_HWC = _fill(model, fill)
+    images_NHWC = np.asarray(images_NHWC, np.float32)
+    rows, cols = positions(h, patch[0], stride[0]), positions(w, patch[1], stride[1])
+    grid_PQ2 = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).astype(np.int32)
+    run = functools.partial(_evaluate, model, params, images_NHWC, labels, fill_HWC, patch=patch, layer=layer,
+                            method=method, tau=tau, score=score, memory_budget=memory_budget, mesh=mesh,
+                            progress=progress)
+    p, q = len(rows), len(cols)
+    if coarse_stride is None:
+        out, base, _ = run(starts_NT2=np.broadcast_to(grid_PQ2.reshape(1, p * q, 2), (n, p * q, 2)))
+        maps = {k: None if v is None else v.reshape(n, p, q) for k, v in out.items()}
+        computed = np.ones((n, p, q), bool)
+    else:
+        maps, base, computed = _drill_down(run, grid_PQ2, stride, _pair("coarse_stride", coarse_stride),
+                                           drill_fraction, n)
+    drop_NPQ = base["value"][:, None, None] - maps["value"]
+    channel = None if layer is None else base["channel"]
+    return OcclusionMaps(rows, cols, patch, maps["prob"], maps["label"], maps["feature"], channel, base["prob"],
+                         base["label"], maps["value"], base["value"],
+                         captum_attribution(drop_NPQ, rows, cols, patch, (h, w)), computed, score)
+
+
+def _drill_down(run: Callable, grid_PQ2: np.ndarray, stride: tuple[int, int], coarse: tuple[int, int],
+                fraction: float, n: int):
+    """Krypton's adaptive drill-down: the coarse grid everywhere, then the fine grid in the
+    ``fraction`` of coarse cells with the largest drop of the true-class probability;
+    the other fine positions take their coarse cell's (top-left position's) values."""
+    if any(c % s or c <= s for c, s in zip(coarse, stride)):
+        raise ValueError(f"coarse_stride must be a multiple of stride larger than it, got coarse_stride={coarse} "
+                         f"with stride={stride}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"drill_fraction must be in (0, 1], got {fraction!r}")
+    p, q = grid_PQ2.shape[:2]
+    m = (coarse[0] // stride[0], coarse[1] // stride[1])
+    cell_rows, cell_cols = np.arange(0, p, m[0]), np.arange(0, q, m[1])
+    pc, qc = len(cell_rows), len(cell_cols)
+    cells_per_image = math.ceil(fraction * pc * qc)
+    offsets = np.array([(u, v) for u in range(m[0]) for v in range(m[1]) if (u, v) != (0, 0)])
+
+    def choose(prob_GT, base_prob_G):
+        cells = np.argsort(prob_GT - base_prob_G[:, None], axis=1, kind="stable")[:, :cells_per_image]
+        rows = np.minimum(cell_rows[cells // qc][..., None] + offsets[:, 0], p - 1)
+        cols = np.minimum(cell_cols[cells % qc][..., None] + offsets[:, 1], q - 1)
+        return grid_PQ2[rows, cols].reshape(len(prob_GT), -1, 2)
+
+    coarse_starts = grid_PQ2[np.ix_(cell_rows, cell_cols)].reshape(1, pc * qc, 2)
+    out, base, starts = run(starts_NT2=np.broadcast_to(coarse_starts, (n, pc * qc, 2)),
+                            refine=(cells_per_image * len(offsets), choose))
+    rows, cols = starts[:, pc * qc:, 0] // stride[0], starts[:, pc * qc:, 1] // stride[1]
+    upsample = (np.arange(p) // m[0])[:, None] * qc + (np.arange(q) // m[1])[None, :]
+    images = np.arange(n)[:, None]
+    maps = {}
+    for name, values in out.items():
+        if values is not None:
+            maps[name] = values[:, upsample]
+            maps[name][images, rows, cols] = values[:, pc * qc:]
+        else:
+            maps[name] = None
+    computed = np.zeros((n, p, q), bool)
+    computed[:, cell_rows[:, None], cell_cols[None, :]] = True
+    computed[images, rows, cols] = True
+    return maps, base, computed
+
+
+def captum_attribution(drop_NPQ, rows_P, cols_Q, patch: tuple[int, int], image_hw: tuple[int, int]) -> np.ndarray:
+    """Per pixel, the mean drop over the occluder positions covering it (Captum's ``Occlusion``).
+
+    Occluder windows are separable, so with ``R[i, y] = 1`` where position row ``i``
+    covers pixel row ``y`` (likewise ``C`` for columns) the sum of drops is
+    ``R.T @ drop @ C`` and the count of windows ``outer(R.sum(0), C.sum(0))``. Pixels
+    no window covers get 0.
+    """
+    def cover(starts, size, length):
+        pixels = np.arange(length)
+        return ((pixels >= starts[:, None]) & (pixels < starts[:, None] + size)).astype(np.float64)
+
+    r, c = cover(np.asarray(rows_P), patch[0], image_hw[0]), cover(np.asarray(cols_Q), patch[1], image_hw[1])
+    total = np.einsum("py,npq,qx->nyx", r, np.asarray(drop_NPQ, np.float64), c)
+    count = np.outer(r.sum(0), c.sum(0))
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0).astype(np.float32)
+
+
+def summary(maps: OcclusionMaps) -> dict[str, np.ndarray]:
+    """Per image: how much occlusion can hurt and where.
+
+    Returns arrays of shape ``(N,)``: ``base_prob`` and ``min_prob`` (true-class
+    probability unoccluded and at the worst position), ``drop`` (their difference),
+    ``row``, ``col`` (centre of the worst occluder, in pixels), ``peak_row``,
+    ``peak_col`` (the pixel of largest attribution) and ``flipped`` (the fraction of
+    positions where the most probable class is not the unoccluded prediction).
+    """
+    n, p, q = maps.prob_NPQ.shape
+    worst = maps.prob_NPQ.reshape(n, -1).argmin(axis=1)
+    i, j = np.unravel_index(worst, (p, q))
+    peak = maps.attribution_NHW.reshape(n, -1).argmax(axis=1)
+    peak_row, peak_col = np.unravel_index(peak, maps.attribution_NHW.shape[1:])
+    min_prob = maps.prob_NPQ.reshape(n, -1).min(axis=1)
+    return {
+        "base_prob": maps.base_prob_N, "min_prob": min_prob, "drop": maps.base_prob_N - min_prob,
+        "row": maps.rows_P[i] + (maps.patch[0] - 1) / 2, "col": maps.cols_Q[j] + (maps.patch[1] - 1) / 2,
+        "peak_row": peak_row, "peak_col": peak_col,
+        "flipped": (maps.label_NPQ != maps.base_label_N[:, None, None]).mean(axis=(1, 2)),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Judging approximations
+
+
+def ssim(a, b, data_range: float | None = None, window: int = 7) -> np.ndarray:
+    """Structural similarity of maps ``a`` and reference maps ``b`` (Wang et al. 2004), as
+    scikit-image computes it by default.
+
+    Means, variances and the covariance are taken over every ``window x window`` square
+    fully inside the maps (uniform weights, sample covariance, ``K1 = 0.01``,
+    ``K2 = 0.03``) and the index is averaged over the squares. ``data_range`` defaults to
+    each reference map's own range (max - min), at least 0.01: a probability map varying
+    over 0.05 is judged on its structure, not against the [0, 1] a probability could
+    span, and a nearly flat one on the scale of a 1% change. Leading axes are batch axes.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"ssim needs maps of one shape, got {a.shape} and {b.shape}")
+    if a.ndim < 2 or min(a.shape[-2:]) < window:
+        raise ValueError(f"ssim needs maps of at least {window}x{window} (the window), got shape {a.shape}")
+    if data_range is None:
+        data_range = np.maximum(b.max(axis=(-2, -1)) - b.min(axis=(-2, -1)), 0.01)[..., None, None]
+
+    def mean(x):
+        return np.lib.stride_tricks.sliding_window_view(x, (window, window), axis=(-2, -1)).mean(axis=(-2, -1))
+
+    ma, mb = mean(a), mean(b)
+    unbiased = window * window / (window * window - 1)
+    va, vb = unbiased * (mean(a * a) - ma * ma), unbiased * (mean(b * b) - mb * mb)
+    cov = unbiased * (mean(a * b) - ma * mb)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    index = (2 * ma * mb + c1) * (2 * cov + c2) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+    return index.mean(axis=(-2, -1))

@@ -1,0 +1,263 @@
+"""Occlusion sweeps against a loop of single forward passes, incremental inference against
+full re-inference, the patch geometry against hand-computed windows, and bad input
+against clear errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import rel_err
+
+from jaxvis import data, layers as L, models
+from jaxvis.occlusion import OcclusionMaps, _plan, captum_attribution, positions, propagate, ssim, summary, sweep
+from jaxvis.plots.occlusion import demo_figures
+
+PATCH, STRIDE, LAYER = 6, 4, "relu4"  # 7 x 7 positions on 28 x 28; the last row and column are cut to 4
+
+
+def he_params(model, seed=0):
+    """He-normal weights and small random biases, drawn with numpy (model.init's jitted
+    initializer takes longer to compile for VGG16 than the test takes to run)."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    return jax.tree.map(lambda s: jnp.asarray(rng.normal(0, np.sqrt(2 / np.prod(s.shape[:-1])) if len(s.shape) > 1
+                                                         else 0.1, s.shape), jnp.float32), shapes)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    model = models.build("mnist_cnn")
+    params = he_params(model)
+    sample = data.open_dataset("mnist_sample", "test")
+    images, labels = next(iter(sample.batches(2)))
+    return model, params, np.asarray(model.normalize(images)), labels
+
+
+@pytest.fixture(scope="module")
+def full_maps(mnist):
+    model, params, x, labels = mnist
+    return sweep(model, params, x, labels, PATCH, STRIDE, fill=0.5, layer=LAYER)
+
+
+@pytest.fixture(scope="module")
+def incremental_maps(mnist):
+    model, params, x, labels = mnist
+    return sweep(model, params, x, labels, PATCH, STRIDE, fill=0.5, layer=LAYER, method="incremental")
+
+
+# --- geometry --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layer,out,start,size,tau,expected", [
+    # ceil((P + x - K + 1) / S) and min(ceil((w + K - 1) / S), W_out)
+    (models.conv("c", 1, 3, padding=1), 28, 10, 4, None, (9, 6)),          # (1+10-3+1)/1 = 9; 6/1
+    (models.conv("c", 1, 7, stride=2, padding=1), 110, 100, 16, None, (48, 11)),  # 95/2 -> 48; 22/2
+    (models.max_pool("p", 3, 2, ceil_mode=True), 55, 48, 11, None, (23, 7)),  # 46/2 = 23; 13/2 -> 7
+    (models.conv("c", 1, 3, padding=2, dilation=2), 28, 10, 4, None, (8, 8)),  # K = 5: 8/1; 8/1
+    (models.max_pool("p", 2), 112, 20, 20, None, (10, 11)),                 # 19/2 -> 10; 21/2 -> 11
+    (models.conv("c", 1, 3, padding=1), 28, 0, 4, None, (0, 6)),            # -1 clamped to 0
+    (models.conv("c", 1, 3, padding=1), 28, 24, 4, None, (22, 6)),          # 23 clamped to 28 - 6
+    (models.conv("c", 1, 3, padding=1), 14, 1, 12, None, (0, 14)),          # the whole map
+    (models.conv("c", 1, 3, padding=1), 28, 4, 18, 0.5, (6, 14)),           # 20 capped at 14: 3 + 6 // 2
+    (models.relu("r"), 28, 7, 5, None, (7, 5)),
+])
+def test_propagate_hand_computed(layer, out, start, size, tau, expected):
+    (row, col), (height, width) = propagate(layer, (out, out), (start, start), (size, size), tau)
+    assert (int(row), height) == expected and (int(col), width) == expected
+
+
+def test_windows_through_mnist_cnn_hand_computed():
+    # 4 -> conv 6 -> conv 8 -> pool ceil(9/2) = 5 -> conv 7 -> conv 9 -> pool ceil(10/2) = 5
+    steps = _plan(models.build("mnist_cnn"), (4, 4), None)
+    assert [s.size[0] for s in steps if s.windowed] == [6, 8, 5, 7, 9, 5]
+    # tau = 0.5 caps at 14, 14, 7, 7, 7 and 4 (half of 28, 28, 14, 14, 14, 7, rounded half up):
+    # only conv4 (9) is cut
+    assert [s.size[0] for s in _plan(models.build("mnist_cnn"), (4, 4), 0.5) if s.windowed] == [6, 8, 5, 7, 7, 4]
+
+
+@pytest.mark.parametrize("layer", [
+    models.conv("c", 2, 3, padding=1), models.conv("c", 2, 7, stride=2, padding=1),
+    models.conv("c", 2, 3, padding=2, dilation=2), models.max_pool("p", 3, 2, ceil_mode=True),
+    models.max_pool("p", 2),
+])
+def test_propagated_window_holds_every_changed_output(layer):
+    x = jax.random.normal(jax.random.key(0), (1, 23, 23, 2))
+    kernel = jax.random.normal(jax.random.key(1), (*layer.kernel, 2, 2))
+
+    def forward(v):
+        if layer.kind == "conv":
+            return L.conv2d(v, kernel, None, layer.stride, layer.padding, layer.dilation)
+        return L.max_pool(v, layer.kernel, layer.stride, layer.padding, layer.ceil_mode)[0]
+
+    starts = np.arange(23 - 4 + 1)
+    rows = np.arange(23)[None, :, None, None]
+    occluded = x + 5.0 * ((rows >= starts[:, None, None, None]) & (rows < starts[:, None, None, None] + 4))
+    changed = np.abs(np.asarray(jax.jit(forward)(occluded) - forward(x))).max((2, 3)) > 1e-3  # float noise aside
+    out = changed.shape[1]
+    for start, rows_changed in zip(starts, changed):
+        (row, _), (height, _) = propagate(layer, (out, out), (start, 0), (4, 23))
+        hit = np.flatnonzero(rows_changed)
+        assert hit.min() >= int(row) and hit.max() < int(row) + height, (start, hit, int(row), height)
+
+
+def test_positions_follow_captum():
+    assert positions(28, 6, 4).tolist() == [0, 4, 8, 12, 16, 20, 24]  # the last window cut at 28
+    assert positions(28, 5, 3).tolist() == [0, 3, 6, 9, 12, 15, 18, 21, 24]
+    assert positions(28, 4, 1).tolist() == list(range(25))
+    assert positions(28, 28, 5).tolist() == [0]
+
+
+# --- the sweep against oracles ---------------------------------------------------------
+
+
+def test_sweep_equals_a_loop_of_single_forward_passes(mnist, full_maps):
+    model, params, x, labels = mnist
+    apply = jax.jit(lambda v: model.apply(params, v))
+    starts = positions(28, PATCH, STRIDE)
+    for n in range(1):
+        _, trace = apply(x[n:n + 1])
+        act = np.asarray(trace.activations[LAYER][0])
+        channel = int(np.argmax(act.reshape(-1, act.shape[-1]).max(0)))
+        assert full_maps.channel_N[n] == channel
+        for i, r in enumerate(starts):
+            for j, c in enumerate(starts):
+                occluded = x[n].copy()
+                occluded[r:r + PATCH, c:c + PATCH] = 0.5
+                logits, trace = apply(occluded[None])
+                probs = np.asarray(jax.nn.softmax(logits[0]))
+                assert abs(full_maps.prob_NPQ[n, i, j] - probs[labels[n]]) <= 1e-6
+                assert full_maps.label_NPQ[n, i, j] == np.argmax(probs)
+                total = float(np.asarray(trace.activations[LAYER])[0, :, :, channel].sum())
+                assert abs(full_maps.feature_NPQ[n, i, j] - total) <= 1e-5 * abs(total)
+
+
+def test_attribution_equals_a_direct_loop_over_windows(mnist, full_maps):
+    _, _, x, _ = mnist
+    starts = positions(28, PATCH, STRIDE)
+    drop = full_maps.base_prob_N[:, None, None] - full_maps.prob_NPQ
+    expected = np.zeros((len(x), 28, 28))
+    for y in range(28):
+        for z in range(28):
+            covering = [(i, j) for i, r in enumerate(starts) for j, c in enumerate(starts)
+                        if r <= y < r + PATCH and c <= z < c + PATCH]
+            expected[:, y, z] = np.mean([drop[:, i, j] for i, j in covering], axis=0)
+    assert rel_err(full_maps.attribution_NHW, expected) <= 1e-6
+
+
+def test_uncovered_pixels_get_zero_attribution():
+    attribution = captum_attribution(np.ones((1, 2, 2)), np.array([0, 4]), np.array([0, 4]), (2, 2), (6, 6))
+    assert attribution[0, 0, 0] == 1 and attribution[0, 2, 2] == 0 and attribution[0, 5, 5] == 1
+
+
+def test_incremental_equals_full_on_mnist_cnn(full_maps, incremental_maps):
+    assert rel_err(incremental_maps.prob_NPQ, full_maps.prob_NPQ) <= 1e-5
+    assert rel_err(incremental_maps.feature_NPQ, full_maps.feature_NPQ) <= 1e-5
+    assert rel_err(incremental_maps.attribution_NHW, full_maps.attribution_NHW) <= 1e-4  # a difference of the above
+    assert (incremental_maps.label_NPQ == full_maps.label_NPQ).all()
+
+
+@pytest.mark.parametrize("name,overrides,patch,stride,layer", [
+    # zfnet at 64: maps 30, 15, 6, 3, 3; vgg16 at 64: 64 down to 2 (tests/integration: 224)
+    ("zfnet", dict(input_size=64, widths=(8, 16, 16, 16, 16), hidden=32, num_classes=5), 9, 11, "norm2"),
+    ("vgg16", dict(input_size=64, num_classes=10), 16, 24, "relu5_1"),
+])
+def test_incremental_equals_full(name, overrides, patch, stride, layer):
+    model = models.build(name, **overrides)
+    params = he_params(model)
+    x = jax.random.normal(jax.random.key(1), (1, *model.input_shape))
+    labels = np.array([3])
+    full, incremental = (sweep(model, params, x, labels, patch, stride, layer=layer, method=method, score="logit")
+                         for method in ("full", "incremental"))
+    assert rel_err(incremental.score_NPQ, full.score_NPQ) <= 1e-5  # the true-class logit
+    assert rel_err(incremental.feature_NPQ, full.feature_NPQ) <= 1e-5
+    assert rel_err(incremental.prob_NPQ, full.prob_NPQ) <= 1e-5
+    assert (incremental.label_NPQ == full.label_NPQ).all()
+
+
+def test_chunking_does_not_change_results(mnist, full_maps):
+    model, params, x, labels = mnist
+    small = sweep(model, params, x, labels, PATCH, STRIDE, fill=0.5, layer=LAYER, memory_budget=4e6)  # 5 at a time
+    assert rel_err(small.prob_NPQ, full_maps.prob_NPQ) <= 1e-6
+    assert rel_err(small.feature_NPQ, full_maps.feature_NPQ) <= 1e-6
+    assert (small.label_NPQ == full_maps.label_NPQ).all()
+
+
+# --- approximations --------------------------------------------------------------------
+
+
+def test_ssim_hand_computed():
+    a = np.arange(49.0).reshape(7, 7) / 48
+    # One 7x7 window. Both means are 0.5, so the luminance term is 1. The sample variance
+    # of 0..48 is 200 * 49 / 48, so s2 = 204.1667 / 48**2 = 0.0886140 for a, s2 / 4 for
+    # b = a / 2 + 0.25, covariance s2 / 2: SSIM = (s2 + C2) / (1.25 s2 + C2), C2 = 0.03**2.
+    assert ssim(a, a / 2 + 0.25, data_range=1.0) == pytest.approx((0.0886140 + 0.0009) / (1.25 * 0.0886140 + 0.0009),
+                                                                  rel=1e-5)
+    assert ssim(a, a) == pytest.approx(1.0)
+    # by default the range is the reference's own (here 0.05, as 0.5 for the maps 10 times larger)
+    assert ssim(a / 10, a / 20 + 0.025) == pytest.approx(ssim(a, a / 2 + 0.25, data_range=0.5))
+    assert ssim(np.ones((7, 7)), np.ones((7, 7))) == pytest.approx(1.0)  # flat: judged at range 0.01
+
+
+def test_drill_down_computes_the_top_fraction_and_copies_the_rest(mnist, full_maps):
+    model, params, x, labels = mnist
+    drilled = sweep(model, params, x, labels, PATCH, STRIDE, fill=0.5, coarse_stride=2 * STRIDE, drill_fraction=0.25)
+    # 4 x 4 coarse cells; ceil(0.25 * 16) = 4 drilled, each adding up to 3 fine positions
+    assert (drilled.computed_NPQ.sum((1, 2)) <= 16 + 4 * 3).all()
+    done = drilled.computed_NPQ
+    np.testing.assert_allclose(drilled.prob_NPQ[done], full_maps.prob_NPQ[done], rtol=0, atol=1e-6)
+    cell = 2 * (np.arange(7) // 2)  # each fine position's coarse cell, at its top-left position
+    copied = full_maps.prob_NPQ[:, cell[:, None], cell[None, :]]
+    np.testing.assert_allclose(drilled.prob_NPQ[~done], copied[~done], rtol=0, atol=1e-6)
+
+
+def test_projective_field_threshold_is_close_to_exact(mnist, incremental_maps):
+    model, params, x, labels = mnist
+    approx = sweep(model, params, x, labels, PATCH, STRIDE, fill=0.5, layer=LAYER, method="incremental", tau=0.6)
+    similarity = ssim(approx.prob_NPQ, incremental_maps.prob_NPQ)
+    assert similarity.shape == (2,) and (similarity > 0.5).all() and (similarity <= 1).all()
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(patch=29), r"patch \(29, 29\) is larger than the image \(28, 28\)"),
+    (dict(stride=0), r"stride must be > 0, got 0"),
+    (dict(stride=(2, -1)), r"stride must be > 0, got -1"),
+    (dict(fill=np.zeros(3)), r"fill must be a scalar, a colour of shape \(1,\).*got shape \(3,\)"),
+    (dict(labels=np.array([0, 10])), r"label out of range: expected 0 <= label < 10, got \[10\]"),
+    (dict(labels=np.array([0])), r"labels must have shape \(2,\)"),
+    (dict(layer="fc5"), r"layer 'fc5' of mnist_cnn has no spatial maps"),
+    (dict(memory_budget=1e5), r"memory_budget=1e\+05 bytes is too small for one occluder position"),
+    (dict(method="fast"), r"unknown method 'fast'"),
+    (dict(tau=0.5), r"tau caps the windows of method='incremental'"),
+    (dict(coarse_stride=3), r"coarse_stride must be a multiple of stride"),
+])
+def test_bad_input_is_rejected_clearly(mnist, change, message):
+    model, params, x, labels = mnist
+    args = dict(patch=4, stride=2, labels=labels) | change
+    labels = args.pop("labels")
+    with pytest.raises(ValueError, match=message):
+        sweep(model, params, x, labels, **args)
+
+
+# --- summaries and figures -------------------------------------------------------------
+
+
+def test_summary_hand_computed():
+    prob = np.array([[[0.9, 0.2], [0.8, 0.7]]])
+    maps = OcclusionMaps(rows_P=np.array([0, 3]), cols_Q=np.array([0, 3]), patch=(4, 4), prob_NPQ=prob,
+                         label_NPQ=np.array([[[1, 2], [1, 1]]]), feature_NPQ=None, channel_N=None,
+                         base_prob_N=np.array([0.95]), base_label_N=np.array([1]), score_NPQ=prob,
+                         base_score_N=np.array([0.95]), attribution_NHW=np.arange(49.0).reshape(1, 7, 7),
+                         computed_NPQ=np.ones((1, 2, 2), bool), score="probability")
+    got = summary(maps)
+    assert got["min_prob"][0] == 0.2 and got["drop"][0] == pytest.approx(0.75)
+    assert (got["row"][0], got["col"][0]) == (1.5, 4.5)  # the occluder at (0, 3) is centred 1.5 further
+    assert (got["peak_row"][0], got["peak_col"][0]) == (6, 6) and got["flipped"][0] == 0.25
+
+
+def test_demo_figures_write_fig7(mnist, tmp_path):
+    model, params, x, labels = mnist
+    paths = demo_figures(model, params, x, labels, tmp_path)
+    assert [p.name for p in paths] == ["occlusion_fig7.png"] and paths[0].stat().st_size > 10_000
