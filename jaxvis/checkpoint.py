@@ -175,14 +175,16 @@ def restore_model(path, step: int | None = None):
         like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((card["num_models"], *x.shape), x.dtype), like)
     manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
         read_only=True, create=False, save_interval_steps=0), item_handlers=_handlers(("params", "opt_state")))
-    steps = manager.all_steps()
-    if not steps:
-        raise ValueError(f"{directory} has a {CARD} but no complete checkpoint step folder")
-    step = max(steps) if step is None else step
-    if step not in steps:
-        raise ValueError(f"{directory} has no checkpoint for step {step}; it has steps {sorted(steps)}")
-    params = _restore(manager, directory, step, {"params": like})["params"]
-    manager.close()
+    try:
+        steps = manager.all_steps()
+        if not steps:
+            raise ValueError(f"{directory} has a {CARD} but no complete checkpoint step folder")
+        step = max(steps) if step is None else step
+        if step not in steps:
+            raise ValueError(f"{directory} has no checkpoint for step {step}; it has steps {sorted(steps)}")
+        params = _restore(manager, directory, step, {"params": like})["params"]
+    finally:
+        manager.close()
     return model, params, {**card, "step": step}
 
 
