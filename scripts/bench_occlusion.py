@@ -117,8 +117,8 @@ def captum_rate(net, x_NHWC, labels, patch, stride, trials, trial_positions, lim
     import torch
     from captum.attr import Occlusion
 
-    x = torch.from_numpy(np.ascontiguousarray(np.transpose(np.asarray(x_NHWC), (0, 3, 1, 2))))
-    target = torch.from_numpy(np.asarray(labels, np.int64))
+    x = torch.tensor(np.transpose(np.asarray(x_NHWC), (0, 3, 1, 2)))
+    target = torch.tensor(np.asarray(labels, np.int64))
     calls, stop = [], [None]
 
     def forward(v):
