@@ -107,8 +107,10 @@ def main(argv=None) -> None:
     print(f"{model.name} on {dataset.name}/{args.split} from {dataset.where}: {total} images, {per_image} positions "
           f"each, {len(shards)} shards ({len(shards) - len(todo)} already done), {mesh.size} device(s)")
 
-    with tqdm(total=total * per_image, initial=done * per_image, unit="pos", unit_scale=True, smoothing=0.1,
-              dynamic_ncols=True) as bar:
+    # drill-down runs an image-dependent share of the grid: then the bar counts without a total
+    grid_total = None if args.coarse_stride else total * per_image
+    with tqdm(total=grid_total, initial=0 if args.coarse_stride else done * per_image, unit="pos", unit_scale=True,
+              smoothing=0.1, dynamic_ncols=True) as bar:
         batches = dataset.batches(args.shard_size, skip=todo[0]) if todo else []
         for k, (images, labels) in zip(range(todo[0] if todo else 0, len(shards)), batches):
             if k not in todo:
