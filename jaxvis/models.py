@@ -373,8 +373,9 @@ class Model:
 
     @functools.cached_property
     def _init(self) -> Callable:
-        x = jnp.zeros((1, *self.input_shape), jnp.float32)
-        return jax.jit(lambda key: self._module.init(key, x, rules.gradient, False, None, None)["params"])
+        shape = (1, *self.input_shape)  # the dummy input is made inside, never captured from a trace
+        return jax.jit(lambda key: self._module.init(key, jnp.zeros(shape, jnp.float32), rules.gradient, False,
+                                                     None, None)["params"])
 
     def apply(self, params: Params, x, rule: str = "gradient", train: bool = False,
               rng: jax.Array | None = None, until: str | None = None):

@@ -211,8 +211,8 @@ def _plan(model: Model, patch: tuple[int, int], tau: float | None) -> tuple[_Ste
         if layer.kind in ("conv", "max_pool"):
             first = [moved[a] * layer.stride[a] - layer.padding[a][0] for a in range(2)]
             last = [first[a] + (new[a] - 1) * layer.stride[a] + layer.effective_kernel[a] for a in range(2)]
-            slack = tuple((max(int((first[a] - starts[a]).max()), 0), max(int((starts[a] + size[a] - last[a]).max()), 0))
-                          for a in range(2))
+            slack = tuple((max(int((first[a] - starts[a]).max()), 0),
+                           max(int((starts[a] + size[a] - last[a]).max()), 0)) for a in range(2))
         steps.append(_Step(layer, out_hw, size, new, slack, tau))
         size, starts = new, tuple(np.unique(m) for m in moved)
     return tuple(steps)
