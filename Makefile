@@ -28,7 +28,7 @@ test: $(VENV)/.installed
 compare: $(VENV)/.compare
 	$(PY) -m pytest tests/compare -q -s
 
-integration: $(VENV)/.installed
+integration: $(VENV)/.compare
 	$(PY) -m pytest tests/integration -q
 
 clean:

@@ -18,7 +18,6 @@ from jaxvis.occlusion import ssim, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = ROOT / "checkpoints" / "mnist_cnn"
-needs_checkpoint = pytest.mark.skipif(not (CHECKPOINT / "card.json").exists(), reason="no checkpoints/mnist_cnn")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,6 @@ def test_incremental_equals_full_at_224(name, layer):
     assert (incremental.label_NPQ == full.label_NPQ).all()
 
 
-@needs_checkpoint
 def test_incremental_equals_full_on_the_trained_mnist_cnn(trained):
     model, params, x, labels = trained
     full, incremental = (sweep(model, params, x, labels, 4, 1, layer="relu4", method=method)
@@ -62,7 +60,6 @@ def test_incremental_equals_full_with_dilation():
     assert rel_err(incremental.feature_NPQ, full.feature_NPQ) <= 1e-5
 
 
-@needs_checkpoint
 def test_approximations_stay_close_to_exact(trained):
     model, params, x, labels = trained
     exact = sweep(model, params, x, labels, 4, 1, method="incremental")
@@ -72,11 +69,10 @@ def test_approximations_stay_close_to_exact(trained):
         assert similarity.mean() >= 0.9, (kwargs, similarity.round(3))
 
 
-@needs_checkpoint
 @pytest.mark.parametrize("score", ["probability", "logit"])
 def test_attribution_equals_captums_occlusion(trained, score):
-    torch = pytest.importorskip("torch")
-    captum = pytest.importorskip("captum.attr")
+    import captum.attr as captum
+    import torch
     from torch import nn
 
     model, params, x, labels = trained
@@ -137,7 +133,6 @@ def _script():
     return module
 
 
-@needs_checkpoint
 def test_the_dataset_script_resumes_without_recomputing(tmp_path):
     script = _script()
     args = ["--checkpoint", str(CHECKPOINT), "--dataset", "mnist_sample", "--out", str(tmp_path), "--limit", "10",
@@ -162,7 +157,6 @@ def test_the_dataset_script_resumes_without_recomputing(tmp_path):
         script.main(args[:-2] + ["--layer", "relu3"])
 
 
-@needs_checkpoint
 def test_the_dataset_script_spreads_over_two_devices(tmp_path):
     out = _run(f"""
 import sys
