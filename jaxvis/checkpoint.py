@@ -43,9 +43,14 @@ def write_card(directory, card: dict[str, Any]) -> None:
 
 
 def model_from_card(card: dict[str, Any]) -> models.Model:
-    """Build the card's model; JSON lists in its overrides become tuples again."""
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in card.get("model_overrides", {}).items()}
-    return models.build(card["model"], **overrides)
+    """Build the card's model (zoo name, overrides, edits, removed layers); JSON lists
+    become tuples again."""
+    def tuples(d):
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+    edits = {name: tuples(change) for name, change in card.get("model_edits", {}).items()}
+    return models.variant(card["model"], tuples(card.get("model_overrides", {})), edits,
+                          tuple(card.get("model_without", ())))
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

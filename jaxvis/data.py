@@ -27,6 +27,8 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxvis import _checks
@@ -500,8 +502,12 @@ def _sample():
             return _Arrays(f["images"], f["labels"].astype(np.int32)), f"jaxvis/sample/{SAMPLE_FILE}"
 
 
-def open_dataset(name: str, split: str, *, data_dir=None) -> Dataset:
+def open_dataset(name: str, split: str, *, data_dir=None, image_size: int | None = None) -> Dataset:
     """Find one split of a dataset; see :func:`load`.
+
+    ``image_size``: resize every image to ``image_size`` x ``image_size`` (bilinear, once,
+    when the split is opened), e.g. to give 28x28 digits to a network made for 64x64
+    inputs. Only for datasets held in memory (not ImageNet, which is cropped to 224).
 
     Raises:
       ValueError: unknown name or split, or data files that are there but malformed.
@@ -511,6 +517,41 @@ def open_dataset(name: str, split: str, *, data_dir=None) -> Dataset:
     _checks.choice("dataset", name, DATASETS)
     spec = DATASETS[name]
     _checks.choice(f"split of {name}", split, spec.splits)
+    if image_size is not None:
+        if spec.reader is None and name != "mnist_sample":
+            raise ValueError(f"image_size resizes datasets held in memory; {name} is read lazily and cropped to "
+                             f"{spec.image_shape[0]}, so leave image_size None")
+        if not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"image_size must be None or an integer >= 1, got {image_size!r}")
+    found = _open(name, split, data_dir, spec)
+    if image_size is None or image_size == found.image_shape[0] == found.image_shape[1]:
+        return found
+    source = _Arrays(resize(found.source.images_NHWC, image_size), found.source.labels_N)
+    return dataclasses.replace(found, image_shape=(image_size, image_size, found.image_shape[2]),
+                               where=f"{found.where} (resized to {image_size}x{image_size})", source=source)
+
+
+def resize(images_NHWC: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
+    """uint8 images resized to ``size`` x ``size`` by bilinear interpolation (antialiased
+    when shrinking), rounded back to uint8; in chunks, so memory stays small."""
+    images_NHWC = np.asarray(images_NHWC)
+    if images_NHWC.ndim != 4 or images_NHWC.dtype != np.uint8:
+        raise ValueError(f"resize takes uint8 images (N, H, W, C), got {images_NHWC.dtype} of shape "
+                         f"{images_NHWC.shape}")
+    _checks.positive("size", size)
+    n, _, _, c = images_NHWC.shape
+    fn = jax.jit(lambda x: jnp.clip(jnp.round(jax.image.resize(x.astype(jnp.float32), (x.shape[0], size, size, c),
+                                                                "linear")), 0, 255).astype(jnp.uint8))
+    out = np.empty((n, size, size, c), np.uint8)
+    for start in range(0, n, chunk):
+        part = images_NHWC[start:start + chunk]
+        if len(part) < chunk and n > chunk:  # one compiled shape: pad the last chunk
+            part = np.concatenate([part, np.zeros((chunk - len(part), *part.shape[1:]), part.dtype)])
+        out[start:start + chunk] = np.asarray(fn(part))[:min(chunk, n - start)]
+    return out
+
+
+def _open(name: str, split: str, data_dir, spec: _Spec) -> Dataset:
     if name == "mnist_sample":
         source, where = _sample()
         return Dataset(name, split, spec.image_shape, spec.class_names, where, source)
@@ -547,7 +588,7 @@ def open_dataset(name: str, split: str, *, data_dir=None) -> Dataset:
 
 
 def load(name: str, split: str, batch_size: int, *, data_dir=None, shuffle_seed: int | None = None,
-         **batch_options) -> Batches:
+         image_size: int | None = None, **batch_options) -> Batches:
     """One epoch of ``(images_NHWC uint8, labels_N int32)`` batches of a dataset split.
 
     Args:
@@ -557,7 +598,8 @@ def load(name: str, split: str, batch_size: int, *, data_dir=None, shuffle_seed:
       data_dir: a directory holding the files (or a folder named after the dataset);
         default ``$JAXVIS_DATA_DIR``.
       shuffle_seed: seeded shuffle; None keeps the file order.
+      image_size: resize to this square size (see :func:`open_dataset`).
       **batch_options: passed to :meth:`Dataset.batches` (``epoch``, ``augment``, ...).
     """
-    return open_dataset(name, split, data_dir=data_dir).batches(batch_size, shuffle_seed=shuffle_seed,
-                                                                **batch_options)
+    return open_dataset(name, split, data_dir=data_dir, image_size=image_size).batches(
+        batch_size, shuffle_seed=shuffle_seed, **batch_options)

@@ -443,7 +443,17 @@ def mnist_cnn(dilation: int = 1, num_classes: int = 10, widths: tuple[int, int] 
     return model
 
 
-def alexnet(num_classes: int = 1000, input_size: int = 224) -> Model:
+def _input(name: str, input_size: int, channels: int, mean, std) -> dict[str, Any]:
+    """Input shape and per-channel normalization; ImageNet's constants for 3 channels."""
+    mean = IMAGENET_MEAN if mean is None and channels == 3 else mean
+    std = IMAGENET_STD if std is None and channels == 3 else std
+    if mean is None or std is None or len(mean) != channels or len(std) != channels:
+        raise ValueError(f"{name} with {channels} input channels needs mean and std with {channels} values each "
+                         f"(the data's pixel statistics in [0, 1]), got mean={mean!r}, std={std!r}")
+    return dict(input_shape=(input_size, input_size, channels), mean=tuple(mean), std=tuple(std))
+
+
+def alexnet(num_classes: int = 1000, input_size: int = 224, channels: int = 3, mean=None, std=None) -> Model:
     """torchvision's AlexNet (single-tower, 64-192-384-256-256, no normalization).
 
     ``input_size`` other than 224 changes fc6's fan-in (torchvision's adaptive average
@@ -457,11 +467,11 @@ def alexnet(num_classes: int = 1000, input_size: int = 224) -> Model:
         conv("conv5", 256, 3, padding=1), relu("relu5"), max_pool("pool5", 3, 2),
         flatten(), *_classifier(4096, num_classes, dropout_first=True),
     )
-    return Model("alexnet", layers, (input_size, input_size, 3), IMAGENET_MEAN, IMAGENET_STD)
+    return Model("alexnet", layers, **_input("alexnet", input_size, channels, mean, std))
 
 
 def zfnet(num_classes: int = 1000, widths: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256),
-          hidden: int = 4096, input_size: int = 224) -> Model:
+          hidden: int = 4096, input_size: int = 224, channels: int = 3, mean=None, std=None) -> Model:
     """Zeiler & Fergus Fig. 3: 7x7 stride-2 first layer, 3x3 stride-2 pooling, contrast
     normalization after layers 1 and 2, maps 110 -> 55 -> 26 -> 13 -> 13 -> 13 -> 6.
 
@@ -477,10 +487,10 @@ def zfnet(num_classes: int = 1000, widths: tuple[int, int, int, int, int] = (96,
         conv("conv5", w[4], 3, padding=1), relu("relu5"), max_pool("pool5", 3, 2),
         flatten(), *_classifier(hidden, num_classes, dropout_first=False),
     )
-    return Model("zfnet", layers, (input_size, input_size, 3), IMAGENET_MEAN, IMAGENET_STD)
+    return Model("zfnet", layers, **_input("zfnet", input_size, channels, mean, std))
 
 
-def _vgg(name: str, blocks: Sequence[int], num_classes: int, input_size: int) -> Model:
+def _vgg(name: str, blocks: Sequence[int], num_classes: int, input_size: int, channels: int, mean, std) -> Model:
     layers: list[Layer] = []
     widths = (64, 128, 256, 512, 512)
     for b, (n, width) in enumerate(zip(blocks, widths), start=1):
@@ -488,22 +498,33 @@ def _vgg(name: str, blocks: Sequence[int], num_classes: int, input_size: int) ->
             layers += [conv(f"conv{b}_{i}", width, 3, padding=1), relu(f"relu{b}_{i}")]
         layers.append(max_pool(f"pool{b}", 2))
     layers += [flatten(), *_classifier(4096, num_classes, dropout_first=False)]
-    return Model(name, tuple(layers), (input_size, input_size, 3), IMAGENET_MEAN, IMAGENET_STD)
+    return Model(name, tuple(layers), **_input(name, input_size, channels, mean, std))
 
 
-def vgg16(num_classes: int = 1000, input_size: int = 224) -> Model:
+def vgg16(num_classes: int = 1000, input_size: int = 224, channels: int = 3, mean=None, std=None) -> Model:
     """Simonyan & Zisserman configuration D in torchvision's layout (no batch norm)."""
-    return _vgg("vgg16", (2, 2, 3, 3, 3), num_classes, input_size)
+    return _vgg("vgg16", (2, 2, 3, 3, 3), num_classes, input_size, channels, mean, std)
 
 
-def vgg19(num_classes: int = 1000, input_size: int = 224) -> Model:
+def vgg19(num_classes: int = 1000, input_size: int = 224, channels: int = 3, mean=None, std=None) -> Model:
     """Configuration E in torchvision's layout (no batch norm)."""
-    return _vgg("vgg19", (2, 2, 4, 4, 4), num_classes, input_size)
+    return _vgg("vgg19", (2, 2, 4, 4, 4), num_classes, input_size, channels, mean, std)
 
 
 ZOO: dict[str, Callable[..., Model]] = {
     "mnist_cnn": mnist_cnn, "alexnet": alexnet, "zfnet": zfnet, "vgg16": vgg16, "vgg19": vgg19,
 }
+
+
+def variant(name: str, overrides=None, edits=None, without=()) -> Model:
+    """``build(name, **overrides)``, then ``.without(*without)``, then ``.edit(**edits)``:
+    how configs and checkpoint cards describe ablations and variants."""
+    model = build(name, **dict(overrides or {}))
+    if without:
+        model = model.without(*without)
+    if edits:
+        model = model.edit(**{k: dict(v) for k, v in edits.items()})
+    return model
 
 
 def build(name: str, **overrides) -> Model:

@@ -243,8 +243,8 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
     stacked = seeds is not None
     seeds = seeds if stacked else (config.seed,)
     model = config.build_model()
-    train_ds = data.open_dataset(config.dataset, config.train_split, data_dir=data_dir)
-    eval_ds = data.open_dataset(config.dataset, config.eval_split, data_dir=data_dir)
+    train_ds = data.open_dataset(config.dataset, config.train_split, data_dir=data_dir, image_size=config.image_size)
+    eval_ds = data.open_dataset(config.dataset, config.eval_split, data_dir=data_dir, image_size=config.image_size)
     steps_per_epoch = train_ds.num_examples // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {train_ds.num_examples} training examples")
@@ -271,8 +271,7 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
     update = jax.jit(update, donate_argnums=0, out_shardings=(replicated, replicated))
 
     workdir = Path(workdir)
-    card = {"model": config.model, "model_overrides": dict(config.model_overrides),
-            "num_models": len(seeds) if stacked else None, "seeds": list(seeds), "dataset": config.dataset,
+    card = {**config.model_card(), "num_models": len(seeds) if stacked else None, "seeds": list(seeds), "dataset": config.dataset,
             "config": {k: v for k, v in dataclasses.asdict(config).items() if k not in RUN_SETTINGS}}
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", card, keep=config.keep_checkpoints)
     start = ckpt.latest_step() or 0

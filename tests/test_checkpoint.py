@@ -139,3 +139,25 @@ def test_shipped_fashion_model_restores_with_its_normalization():
     assert card["dataset"] == "fashion_mnist" and card["test_accuracy"] >= 0.91
     assert model.mean == (0.2860,) and model.std == (0.3530,)
     assert model.num_params(params) == model.num_params()
+
+
+def test_card_rebuilds_an_ablated_variant():
+    from jaxvis import configs
+    config = configs.Config(name="ablated", model="mnist_cnn", dataset="mnist_sample", train_split="test",
+                            model_overrides=SMALL, model_without=("conv4", "relu4"),
+                            model_edits={"fc5": {"features": 12}, "conv1": {"kernel": 5, "padding": 2}})
+    card = json.loads(json.dumps(config.model_card()))  # as read back from card.json
+    model = checkpoint.model_from_card(card)
+    assert model.layers == config.build_model().layers
+    assert "conv4" not in model.names and model.shapes["fc5"] == (12,) and model.layers[0].kernel == (5, 5)
+    expected = 5 * 5 * 1 * 4 + 4 + 3 * 3 * 4 * 4 + 4 + 3 * 3 * 4 * 8 + 8 + 7 * 7 * 8 * 12 + 12 + 12 * 10 + 10
+    assert model.num_params() == expected
+    with pytest.raises(ValueError, match="layer of mnist_cnn-without-conv4-relu4.*'conv4'"):
+        configs.replace(config, model_edits={"conv4": {"features": 3}})
+
+
+def test_imagenet_factories_take_other_channels_with_their_statistics():
+    model = models.build("zfnet", channels=1, mean=(0.3,), std=(0.4,), input_size=64, num_classes=10)
+    assert model.input_shape == (64, 64, 1) and model.mean == (0.3,)
+    with pytest.raises(ValueError, match="zfnet with 1 input channels needs mean and std with 1 values each"):
+        models.build("zfnet", channels=1)

@@ -304,3 +304,22 @@ def test_dataset_indexing_equals_the_file_order_batches():
         assert label == labels[i]
     with pytest.raises(ValueError, match=r"example of mnist_sample test out of range.*< 1000, got \[1000\]"):
         ds[1000]
+
+
+def test_resize_reproduces_a_linear_ramp_and_keeps_labels():
+    # bilinear interpolation is exact on a linear function of the pixel-centre coordinate
+    x = np.arange(16, dtype=np.float64)
+    ramp = np.broadcast_to((10 + 10 * x)[None, None, :, None], (2, 16, 16, 1)).astype(np.uint8)
+    out = data.resize(ramp, 32)
+    centres = (np.arange(32) + 0.5) / 2 - 0.5  # new pixel centres in old coordinates
+    interior = slice(2, 30)
+    np.testing.assert_allclose(out[0, 5, interior, 0], (10 + 10 * centres)[interior], atol=0.5)
+    assert out.shape == (2, 32, 32, 1) and out.dtype == np.uint8
+    ds = data.open_dataset("mnist_sample", "test", image_size=40)
+    plain = data.open_dataset("mnist_sample", "test")
+    assert ds.image_shape == (40, 40, 1) and "resized to 40x40" in ds.where
+    np.testing.assert_array_equal(ds.source.labels_N, plain.source.labels_N)
+    with pytest.raises(ValueError, match="image_size must be None or an integer >= 1, got 0"):
+        data.open_dataset("mnist_sample", "test", image_size=0)
+    with pytest.raises(ValueError, match="resize takes uint8 images"):
+        data.resize(ramp.astype(np.float32), 8)

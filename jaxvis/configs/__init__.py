@@ -31,12 +31,21 @@ class Config:
     every conv filter whose RMS exceeds it to it (Zeiler & Fergus Sec. 3: 0.1).
     ``max_steps`` stops the run early without changing the schedule (smoke runs, tests).
     ``num_devices``: how many local devices share each batch (None: all).
+
+    The network is ``models.variant(model, model_overrides, model_edits, model_without)``:
+    the zoo model built with ``model_overrides``, then with the layers ``model_without``
+    removed and the ``model_edits`` applied (ablations: ``model_without=("conv3", "relu3")``,
+    ``model_edits={"fc6": {"features": 512}}``). ``image_size``: images are resized to
+    this square size when the data is opened (e.g. 28x28 Fashion-MNIST to 64x64).
     """
 
     name: str
     model: str
     dataset: str
     model_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model_edits: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    model_without: tuple[str, ...] = ()
+    image_size: int | None = None
     train_split: str = "train"
     eval_split: str = "test"
     num_epochs: int = 1
@@ -91,17 +100,30 @@ class Config:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{key} must be None or an integer >= 1, got {value!r}")
+        if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size < 1):
+            raise ValueError(f"image_size must be None or an integer >= 1, got {self.image_size!r}")
         model = self.build_model()
         spec = data.DATASETS[self.dataset]
-        if model.input_shape != spec.image_shape:
+        shape = spec.image_shape if self.image_size is None else (self.image_size, self.image_size,
+                                                                  spec.image_shape[2])
+        if model.input_shape != shape:
             raise ValueError(f"model {model.name} takes images of shape {model.input_shape}, but {self.dataset} "
-                             f"gives {spec.image_shape}; set model_overrides (input_shape=...)")
+                             f"gives {shape}; set model_overrides (input_shape=...) or image_size")
         if spec.class_names and model.num_classes != len(spec.class_names):
             raise ValueError(f"model {model.name} has {model.num_classes} outputs, but {self.dataset} has "
                              f"{len(spec.class_names)} classes")
 
     def build_model(self) -> models.Model:
-        return models.build(self.model, **self.model_overrides)
+        return models.variant(self.model, self.model_overrides, self.model_edits, self.model_without)
+
+    def model_card(self) -> dict[str, Any]:
+        """What a checkpoint's card records of the network (read by ``checkpoint.model_from_card``)."""
+        card = {"model": self.model, "model_overrides": dict(self.model_overrides)}
+        if self.model_edits:
+            card["model_edits"] = {k: dict(v) for k, v in self.model_edits.items()}
+        if self.model_without:
+            card["model_without"] = list(self.model_without)
+        return card
 
 
 def get(name: str, **overrides) -> Config:
