@@ -8,21 +8,17 @@ it) and ``class_models.json`` (the probabilities, steps and seconds per preset).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from jaxvis import checkpoint, plots, synthesis
+from jaxvis import cli, plots, synthesis
 from jaxvis.plots import saliency as saliency_plots
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint directory (with card.json)")
-    parser.add_argument("--out", default="outputs/class_models")
+    parser = cli.parser(__doc__, out="outputs/class_models", dataset=None)
     parser.add_argument("--presets", nargs="+", default=["simonyan", *synthesis.YOSINSKI],
                         help=f"from {', '.join(synthesis.PRESETS)}")
     parser.add_argument("--steps", type=int, help="replace each preset's number of steps")
@@ -31,11 +27,10 @@ def main(argv=None) -> None:
                         help="multiply each preset's learning rate (the papers' rates suit their networks' "
                              "gradients); outputs are then named class_models_lr_x<FACTOR>")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.output_dir(args)
     overrides = {k: v for k, v in (("steps", args.steps), ("jitter", args.jitter)) if v is not None}
 
-    model, params, _ = checkpoint.restore_model(args.checkpoint)
+    model, params, _ = cli.open_network(args)
     images, probabilities, report = {}, {}, {}
     for preset in args.presets:
         start = time.time()
@@ -55,8 +50,7 @@ def main(argv=None) -> None:
     plots.save(saliency_plots.class_models_grid(model, images, probabilities, names), paths[0])
     paths[1].write_text(json.dumps({"checkpoint": args.checkpoint, "scale_learning_rate": args.scale_learning_rate,
                                     "presets": report}, indent=2) + "\n")
-    for path in paths:
-        print(f"wrote {path}")
+    cli.report(paths)
 
 
 if __name__ == "__main__":

@@ -11,37 +11,19 @@ Writes one PNG sheet per layer, the first-layer filters, and index.html showing 
 
 from __future__ import annotations
 
-import argparse
 import html
 import time
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from jaxvis import checkpoint, data, models, plots, topk, weights
+from jaxvis import cli, data, plots, topk
 from jaxvis.plots import deconvnet
 
 
-def load_network(args):
-    if args.checkpoint:
-        model, params, _ = checkpoint.restore_model(args.checkpoint)
-        return model, params
-    if not (args.weights and args.model):
-        raise SystemExit("give --checkpoint DIR, or --weights FILE with --model NAME")
-    model = models.build(args.model)
-    return model, weights.load(model, args.weights)
-
-
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="a checkpoint directory (with card.json)")
-    parser.add_argument("--weights", help="an imported weights file (.pth, .safetensors, .npz, .h5)")
-    parser.add_argument("--model", help="zoo name for --weights")
+    parser = cli.parser(__doc__, out="outputs/deconvnet", weights=True)
     parser.add_argument("--layer", default="all", help="a layer name, or 'all' (every ReLU and pool layer)")
-    parser.add_argument("--dataset", default="mnist_sample")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--data-dir")
     parser.add_argument("--limit", type=int, help="use only the first N examples")
     parser.add_argument("--k", type=int, default=9)
     parser.add_argument("--maps", type=int, default=16, help="maps per sheet, a seeded random subset as in the paper")
@@ -49,18 +31,16 @@ def main(argv=None) -> None:
     parser.add_argument("--all-positions", action="store_true",
                         help="allow several of a map's top activations in one image (default: one per image)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--out", default="outputs/deconvnet")
     args = parser.parse_args(argv)
 
-    model, params = load_network(args)
+    model, params, _ = cli.open_network(args)
     dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
     count = dataset.num_examples if args.limit is None else min(args.limit, dataset.num_examples)
     layers = [n for n in model.fields if model.layer(n).kind in ("relu", "max_pool")] if args.layer == "all" \
         else [args.layer]
     for layer in layers:
         model.check_layer(layer, spatial=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.output_dir(args)
 
     start = time.time()
     batches = (images[:count - i * args.batch_size] for i, (images, _) in

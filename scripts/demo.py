@@ -7,7 +7,6 @@ Writes PNG figures under ``--out`` and prints where each went.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -15,18 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import checkpoint, data, plots, topk
+from jaxvis import cli, data, plots, topk
 from jaxvis.plots import deconvnet
 from jaxvis.plots import occlusion as occlusion_plots
 from jaxvis.plots import saliency as saliency_plots
 from jaxvis.project import project_strongest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def first_of_each_class(labels_N, count: int) -> np.ndarray:
-    """Indices of the first example of classes 0, 1, ..., count - 1."""
-    return np.array([int(np.flatnonzero(labels_N == c)[0]) for c in range(count)])
 
 
 def deconvnet_figures(model, params, x_NHWC, labels, images_all, out: Path) -> list[Path]:
@@ -52,19 +46,16 @@ def deconvnet_figures(model, params, x_NHWC, labels, images_all, out: Path) -> l
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "mnist_cnn"))
-    parser.add_argument("--out", default="outputs")
+    parser = cli.parser(__doc__, out="outputs", checkpoint=str(ROOT / "checkpoints" / "mnist_cnn"), dataset=None)
     parser.add_argument("--num-images", type=int, default=6, help="digits 0..N-1 from the bundled sample")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.output_dir(args)
     start = time.time()
 
-    model, params, card = checkpoint.restore_model(args.checkpoint)
+    model, params, card = cli.open_network(args)
     sample = data.open_dataset("mnist_sample", "test")
     images, labels = next(iter(sample.batches(sample.num_examples)))
-    chosen = first_of_each_class(labels, args.num_images)
+    chosen = cli.first_per_class(labels, 1, args.num_images)
     x = model.normalize(images[chosen])
     logits, _ = jax.jit(model.apply)(params, model.normalize(images))
     accuracy = float(jnp.mean(jnp.argmax(logits, -1) == labels))
@@ -74,8 +65,7 @@ def main(argv=None) -> None:
     written = deconvnet_figures(model, params, x, labels[chosen], images, out)
     written += occlusion_plots.demo_figures(model, params, x[:4], labels[chosen][:4], out)
     written += saliency_plots.demo_figures(model, params, x, labels[chosen], out)
-    for path in written:
-        print(f"wrote {path}")
+    cli.report(written)
     print(f"demo done in {time.time() - start:.0f} s")
 
 

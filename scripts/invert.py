@@ -9,40 +9,30 @@ reconstruction reached, per layer).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from jaxvis import checkpoint, data, plots, synthesis
+from jaxvis import cli, plots, synthesis
 from jaxvis.plots import saliency as saliency_plots
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint directory (with card.json)")
-    parser.add_argument("--dataset", default="mnist_sample")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--out", default="outputs/inversion")
+    parser = cli.parser(__doc__, out="outputs/inversion")
     parser.add_argument("--layers", nargs="+", help="default: every relu and pool layer, and the logits")
     parser.add_argument("--num-images", type=int, default=6, help="the first image of classes 0, 1, ...")
     parser.add_argument("--steps", type=int, help="replace the preset's number of steps")
     parser.add_argument("--seed", type=int, default=0, help="the random starting images")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.output_dir(args)
     overrides = {} if args.steps is None else {"steps": args.steps}
 
-    model, params, _ = checkpoint.restore_model(args.checkpoint)
+    model, params, _ = cli.open_network(args)
     layers = args.layers or [n for n in model.names if model.layer(n).kind in ("relu", "max_pool")] + [model.names[-1]]
-    dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
-    images, labels = next(iter(dataset.batches(dataset.num_examples)))
-    chosen = [int(np.flatnonzero(labels == c)[0]) for c in range(args.num_images)]
-    x = model.normalize(images[chosen])
+    images, labels = cli.open_examples(args)
+    x = model.normalize(images[cli.first_per_class(labels, 1, args.num_images)])
 
     reconstructions, errors = {}, {}
     for layer in layers:
@@ -58,8 +48,7 @@ def main(argv=None) -> None:
               for layer, e in errors.items()}
     paths[1].write_text(json.dumps({"checkpoint": args.checkpoint, "settings": str(synthesis.settings(
         "mahendran", **overrides)), "layers": report}, indent=2) + "\n")
-    for path in paths:
-        print(f"wrote {path}")
+    cli.report(paths)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ the finished shards and recomputes nothing. Each call's occluder positions are s
 over all local devices (a ``data`` mesh axis).
 """
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from jaxvis import checkpoint, data, occlusion
+from jaxvis import cli, data, occlusion
 
 SETTINGS = ("checkpoint", "dataset", "split", "patch", "stride", "fill", "layer", "method", "tau", "coarse_stride",
             "drill_fraction", "score", "shard_size", "limit")
@@ -72,12 +71,7 @@ def write_summary(out: Path, shards: list[Path]) -> Path:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="checkpoints/mnist_cnn")
-    parser.add_argument("--dataset", default="mnist", help=f"one of {', '.join(data.DATASETS)}")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--data-dir", help="where the dataset is (default: $JAXVIS_DATA_DIR)")
-    parser.add_argument("--out", required=True, help="shards, summary.csv and run.json go here")
+    parser = cli.parser(__doc__, out=None, checkpoint="checkpoints/mnist_cnn", dataset="mnist")
     parser.add_argument("--patch", type=int, default=4)
     parser.add_argument("--stride", type=int, default=1)
     parser.add_argument("--fill", type=float, help="occluder value in input space (default 0, the dataset mean)")
@@ -92,10 +86,9 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-budget", type=float, default=2e9, help="bytes per call")
     args = parser.parse_args(argv)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.output_dir(args)
     check_settings(out, {k: getattr(args, k) for k in SETTINGS})
-    model, params, _ = checkpoint.restore_model(args.checkpoint)
+    model, params, _ = cli.open_network(args)
     dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
     total = dataset.num_examples if args.limit is None else min(args.limit, dataset.num_examples)
     shards = [out / f"shard_{k:05d}.npz" for k in range(-(-total // args.shard_size))]

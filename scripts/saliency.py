@@ -15,30 +15,18 @@ digit quickly) and a uniformly random map.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from jaxvis import checkpoint, data, occlusion, plots, saliency
+from jaxvis import cli, occlusion, plots, saliency
 from jaxvis.plots import saliency as saliency_plots
 
 
-def per_class(labels_N: np.ndarray, count: int, num_classes: int) -> np.ndarray:
-    """Indices of the first ``count`` examples of each class, class by class."""
-    return np.concatenate([np.flatnonzero(labels_N == c)[:count] for c in range(num_classes)])
-
-
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint directory (with card.json)")
-    parser.add_argument("--dataset", default="mnist_sample")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--out", default="outputs/saliency")
+    parser = cli.parser(__doc__, out="outputs/saliency")
     parser.add_argument("--num-images", type=int, default=8, help="images in methods.png (classes 0, 1, ...)")
     parser.add_argument("--per-class", type=int, default=20, help="images of each class in the table")
     parser.add_argument("--steps", type=int, default=28, help="points on each deletion/insertion curve")
@@ -48,14 +36,12 @@ def main(argv=None) -> None:
     parser.add_argument("--no-controls", action="store_true", help="leave out the two control maps")
     parser.add_argument("--seed", type=int, default=0, help="SmoothGrad's noise and the random control map")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.output_dir(args)
     start = time.time()
 
-    model, params, card = checkpoint.restore_model(args.checkpoint)
-    dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
-    images, labels = next(iter(dataset.batches(dataset.num_examples)))
-    chosen = per_class(labels, args.per_class, model.num_classes)
+    model, params, card = cli.open_network(args)
+    images, labels = cli.open_examples(args)
+    chosen = cli.first_per_class(labels, args.per_class, model.num_classes)
     x, y = model.normalize(images[chosen]), labels[chosen]
     key = jax.random.key(args.seed)
 
@@ -65,7 +51,7 @@ def main(argv=None) -> None:
         maps["occlusion"] = occlusion.sweep(model, params, x, y, args.occlusion_patch, args.occlusion_stride,
                                             fill=black).attribution_NHW
 
-    shown = per_class(y, 1, model.num_classes)[:args.num_images]
+    shown = cli.first_per_class(y, 1, model.num_classes)[:args.num_images]
     boxes = jax.vmap(saliency.localization_box)(maps["gradient"][shown])
     paths = [out / "methods.png", out / "curves.png", out / "faithfulness.md", out / "faithfulness.json"]
     plots.save(saliency_plots.methods_grid(model, x[shown], {m: v[shown] for m, v in maps.items()},
@@ -92,8 +78,7 @@ def main(argv=None) -> None:
     paths[3].write_text(json.dumps({"checkpoint": args.checkpoint, "card_test_accuracy": card.get("test_accuracy"),
                                     "images": len(y), "steps": args.steps, "methods": table}, indent=2) + "\n")
     print("\n".join(lines))
-    for path in paths:
-        print(f"wrote {path}")
+    cli.report(paths)
     print(f"done in {time.time() - start:.0f} s")
 
 

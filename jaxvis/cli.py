@@ -1,0 +1,80 @@
+"""What the command lines in ``scripts/`` share: the network and data arguments, and loading them.
+
+Every analysis script takes a trained network (``--checkpoint``, a directory with a
+``card.json``), a dataset split (``--dataset``, ``--split``, ``--data-dir``) and an output
+folder (``--out``); :func:`parser` adds those arguments and :func:`open_network` /
+:func:`open_examples` turn them into a model, its parameters and the examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from jaxvis import checkpoint, data, models, weights
+from jaxvis.models import Model, Params
+
+
+def parser(doc: str | None, *, out: str | None, checkpoint: str | None = None, dataset: str | None = "mnist_sample",
+           split: str = "test", weights: bool = False) -> argparse.ArgumentParser:
+    """An argument parser with ``--checkpoint`` (required unless given a default, or
+    unless ``weights``, which adds ``--weights FILE --model NAME`` as the alternative),
+    ``--out`` (required if None), and unless ``dataset`` is None ``--dataset``, ``--split`` and ``--data-dir``."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=checkpoint is None and not weights, default=checkpoint,
+                   help="a checkpoint directory (with card.json)" + (f"; default {checkpoint}" if checkpoint else ""))
+    if weights:
+        p.add_argument("--weights", help="instead of --checkpoint: a weights file (.pth, .safetensors, .npz, .h5)")
+        p.add_argument("--model", help="the zoo model --weights is for")
+    p.add_argument("--out", default=out, required=out is None,
+                   help="where the outputs go" + (f" (default {out})" if out else ""))
+    if dataset is not None:
+        p.add_argument("--dataset", default=dataset, help=f"one of {', '.join(data.DATASETS)} (default {dataset})")
+        p.add_argument("--split", default=split)
+        p.add_argument("--data-dir", help="where the dataset is (default: $JAXVIS_DATA_DIR, then tfds)")
+    return p
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    """``--out``, created."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def open_network(args: argparse.Namespace) -> tuple[Model, Params, dict]:
+    """``(model, params, card)`` of ``--checkpoint``, or of ``--weights`` with ``--model``
+    (the card then names the file)."""
+    if args.checkpoint:
+        return checkpoint.restore_model(args.checkpoint)
+    if not (getattr(args, "weights", None) and getattr(args, "model", None)):
+        raise SystemExit("give --checkpoint DIR, or --weights FILE with --model NAME")
+    model = models.build(args.model)
+    return model, weights.load(model, args.weights), {"model": args.model, "weights": str(args.weights)}
+
+
+def open_examples(args: argparse.Namespace, image_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All of ``--dataset``/``--split`` in file order as ``(images_NHWC uint8, labels_N)``
+    (for datasets that fit in memory)."""
+    dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir, image_size=image_size)
+    return next(iter(dataset.batches(dataset.num_examples)))
+
+
+def first_per_class(labels_N: np.ndarray, count: int = 1, num_classes: int | None = None) -> np.ndarray:
+    """Indices of the first ``count`` examples of classes 0, 1, ..., ``num_classes - 1``,
+    class by class (default: every class present in ``labels_N``)."""
+    labels_N = np.asarray(labels_N)
+    classes = range(int(labels_N.max()) + 1 if num_classes is None else num_classes)
+    chosen = [np.flatnonzero(labels_N == c)[:count] for c in classes]
+    short = [c for c, idx in zip(classes, chosen) if len(idx) < count]
+    if short:
+        raise ValueError(f"wanted {count} example(s) of each class, but classes {short} have fewer")
+    return np.concatenate(chosen)
+
+
+def report(paths) -> None:
+    """Say where each output went."""
+    for path in paths:
+        print(f"wrote {path}")

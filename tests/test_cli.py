@@ -1,0 +1,33 @@
+"""jaxvis.cli: what the scripts share."""
+
+import numpy as np
+import pytest
+
+from jaxvis import cli
+
+
+def test_first_per_class_equals_a_scan_in_file_order():
+    labels = np.random.default_rng(0).integers(0, 4, size=200)
+    expected = []
+    for c in range(4):
+        seen = 0
+        for i, label in enumerate(labels):
+            if label == c and seen < 3:
+                expected.append(i)
+                seen += 1
+    np.testing.assert_array_equal(cli.first_per_class(labels, 3, 4), expected)
+    with pytest.raises(ValueError, match=r"wanted 1 example\(s\) of each class, but classes \[4, 5\] have fewer"):
+        cli.first_per_class(labels, 1, 6)
+
+
+def test_parser_requires_a_network_and_opens_the_bundled_sample(tmp_path):
+    parser = cli.parser(None, out=str(tmp_path / "out"))
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+    args = parser.parse_args(["--checkpoint", "somewhere"])
+    images, labels = cli.open_examples(args)
+    assert images.shape == (1000, 28, 28, 1) and labels.shape == (1000,)
+    assert cli.output_dir(args).is_dir()
+    args = cli.parser(None, out="x", weights=True).parse_args([])
+    with pytest.raises(SystemExit, match="give --checkpoint DIR, or --weights FILE with --model NAME"):
+        cli.open_network(args)
