@@ -29,7 +29,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
-from jaxvis import checkpoint, data, models
+from jaxvis import _checks, checkpoint, data, models
 from jaxvis.configs import Config
 
 METRICS_FILE = "metrics.jsonl"
@@ -108,8 +108,26 @@ def _make_update(model: models.Model, tx: optax.GradientTransformation, radius: 
     return update
 
 
+STRATEGIES = ("vmap", "map")
+
+
+def default_strategy() -> str:
+    """How ``train_many`` runs its K models in one program: ``vmap`` (one batched step;
+    per-model kernels become grouped convolutions) on accelerators, ``map``
+    (``jax.lax.map``: the models one after another inside the program) on CPU, where
+    XLA's grouped convolutions are several times slower than K plain ones."""
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
+def _over_models(fn, strategy: str):
+    """``fn`` over a leading model axis of every argument, by ``vmap`` or ``lax.map``."""
+    if strategy == "vmap":
+        return jax.vmap(fn)
+    return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+
+
 @functools.lru_cache(maxsize=16)
-def _evaluator(model: models.Model, stacked: bool):
+def _evaluator(model: models.Model, stacked: bool, strategy: str = "vmap"):
     """The jitted sums of loss, top-1 and top-5 hits of one padded batch (compiled once per model)."""
     k = min(5, model.num_classes)
 
@@ -125,7 +143,11 @@ def _evaluator(model: models.Model, stacked: bool):
         return {"loss": jnp.sum(nll_N * mask_N), "top1": jnp.sum(hits_Nk[:, 0] * mask_N),
                 "top5": jnp.sum(jnp.any(hits_Nk, axis=1) * mask_N), "count": jnp.sum(mask_N)}
 
-    return jax.jit(jax.vmap(evaluate_batch, in_axes=(0, None, None, None)) if stacked else evaluate_batch)
+    if not stacked:
+        return jax.jit(evaluate_batch)
+    over = _over_models(lambda params, *batch: evaluate_batch(params, *batch), strategy)
+    return jax.jit(lambda params, *batch: over(params, *(
+        jnp.broadcast_to(b, (jax.tree.leaves(params)[0].shape[0], *b.shape)) for b in batch)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -158,14 +180,15 @@ def _check_divides(what: str, size: int, mesh: Mesh) -> None:
 
 
 def evaluate(model: models.Model, params: models.Params, batches: data.Batches, *, mesh: Mesh | None = None,
-             stacked: bool = False) -> dict[str, Any]:
+             stacked: bool = False, strategy: str | None = None) -> dict[str, Any]:
     """Mean loss, top-1 and top-5 accuracy over ``batches`` (10-crop batches average the crops).
 
-    ``stacked``: ``params`` has a leading model axis; each metric is then a list per model.
+    ``stacked``: ``params`` has a leading model axis; each metric is then a list per model,
+    computed by ``strategy`` (see :func:`default_strategy`).
     """
     mesh = mesh or data_mesh()
     _check_divides("the evaluation batch size", batches.batch_size, mesh)
-    evaluate_batch = _evaluator(model, stacked)
+    evaluate_batch = _evaluator(model, stacked, strategy or default_strategy())
     local_size = batches.batch_size // batches.shard[1]
     totals = None
     for images, labels in batches:
@@ -226,20 +249,26 @@ def train_and_evaluate(config: Config, workdir, *, data_dir=None, progress: bool
     return _train(config, workdir, None, data_dir, progress)
 
 
-def train_many(config: Config, workdir, seeds, *, data_dir=None, progress: bool = True) -> dict[str, Any]:
-    """Train one model per seed in one vmapped program; see :func:`train_and_evaluate`.
+def train_many(config: Config, workdir, seeds, *, data_dir=None, progress: bool = True,
+               strategy: str | None = None) -> dict[str, Any]:
+    """Train one model per seed in one program; see :func:`train_and_evaluate`.
 
     Model ``k`` gets the initialization, data order and dropout of
     ``train_and_evaluate(config with seed=seeds[k])``. Parameters come with a leading
-    model axis, and the metrics as lists, one entry per seed.
+    model axis, and the metrics as lists, one entry per seed. ``strategy``: ``vmap`` or
+    ``map``, how each step runs the models (default :func:`default_strategy`); both give
+    the same result.
     """
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
         raise ValueError(f"seeds must be distinct integers, at least one, got {seeds!r}")
-    return _train(config, workdir, seeds, data_dir, progress)
+    strategy = strategy or default_strategy()
+    _checks.choice("strategy", strategy, STRATEGIES)
+    return _train(config, workdir, seeds, data_dir, progress, strategy)
 
 
-def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, progress: bool) -> dict[str, Any]:
+def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, progress: bool,
+           strategy: str = "vmap") -> dict[str, Any]:
     stacked = seeds is not None
     seeds = seeds if stacked else (config.seed,)
     model = config.build_model()
@@ -267,7 +296,7 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
     update = _make_update(model, tx, config.filter_radius)
     seeds_array = np.asarray(seeds if stacked else seeds[0])
     if stacked:
-        init, dropout_key, update = jax.vmap(init), jax.vmap(dropout_key), jax.vmap(update)
+        init, dropout_key, update = jax.vmap(init), jax.vmap(dropout_key), _over_models(update, strategy)
     update = jax.jit(update, donate_argnums=0, out_shardings=(replicated, replicated))
 
     workdir = Path(workdir)
@@ -291,7 +320,7 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
 
     def run_eval(step: int) -> dict[str, Any]:
         batches = eval_ds.batches(config.eval_batch_size, ten_crop=config.ten_crop_eval, shard=shard)
-        metrics = evaluate(model, state["params"], batches, mesh=mesh, stacked=stacked)
+        metrics = evaluate(model, state["params"], batches, mesh=mesh, stacked=stacked, strategy=strategy)
         log.write(step=step, epoch=step / steps_per_epoch, split=config.eval_split, **metrics,
                   seconds=time.perf_counter() - began)
         return metrics

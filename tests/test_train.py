@@ -226,11 +226,12 @@ def test_data_parallel_loss_curve_equals_one_device(reference, tmp_path):
         np.testing.assert_allclose([line["loss"] for line in four], [line["loss"] for line in one], rtol=1e-4)
 
 
-def test_train_many_reproduces_single_runs(reference, tmp_path):
+@pytest.mark.parametrize("strategy", train.STRATEGIES)
+def test_train_many_reproduces_single_runs(reference, tmp_path, strategy):
     # Adam's normalized steps amplify the float noise of the batched convolutions to ~1e-4
     # in 10 steps; another data order or dropout mask would move parameters by ~1e-2
     ref_dir, _ = reference
-    many = train.train_many(tiny_config(max_steps=10), tmp_path, seeds=(1, 0), progress=False)
+    many = train.train_many(tiny_config(max_steps=10), tmp_path, seeds=(1, 0), progress=False, strategy=strategy)
     _, ref_params, _ = checkpoint.restore_model(ref_dir, step=10)
     assert_trees_close(jax.tree.map(lambda p: p[1], many["params"]), ref_params, atol=5e-4)
     np.testing.assert_allclose([line["loss"][1] for line in read_log(tmp_path)],
@@ -242,6 +243,8 @@ def test_train_many_reproduces_single_runs(reference, tmp_path):
     assert card["num_models"] == 2 and jax.tree.leaves(params)[0].shape[0] == 2
     with pytest.raises(ValueError, match="distinct integers"):
         train.train_many(tiny_config(), tmp_path / "x", seeds=(1, 1))
+    with pytest.raises(ValueError, match="unknown strategy 'pmap'"):
+        train.train_many(tiny_config(), tmp_path / "x", seeds=(1, 2), strategy="pmap")
 
 
 def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
