@@ -63,3 +63,15 @@ def test_bad_amounts_and_families(small):
         invariance.measure(model, params, pixels, labels, "shear", [1.0], ["relu2"])
     with pytest.raises(ValueError, match=r"label out of range"):
         invariance.measure(model, params, pixels, labels + 1, "rotate", [1.0], ["relu2"])
+
+
+def test_translations_that_leave_the_view_and_non_finite_amounts_are_refused(small):
+    model, params, pixels, labels = small
+    with pytest.raises(ValueError, match=r"translate_v amounts must lie in \(-28, 28\) pixels.*\[28.0, -30.0\]"):
+        invariance.measure(model, params, pixels, labels, "translate_v", [0.0, 28.0, -30.0, 27.5], ["relu2"])
+    with pytest.raises(ValueError, match=r"rotate amounts must be finite, got 1 non-finite"):
+        invariance.measure(model, params, pixels, labels, "rotate", [0.0, np.nan], ["relu2"])
+    with pytest.raises(ValueError, match=r"scale: give at least one amount"):
+        invariance.check_amounts("scale", [])
+    with pytest.raises(ValueError, match=r"unknown layer of mnist_cnn 'fc7'"):
+        invariance.measure(model, params, pixels, labels, "rotate", [1.0], ["fc7"])

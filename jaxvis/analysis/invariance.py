@@ -67,7 +67,9 @@ class Invariance:
     predicted: np.ndarray
 
 
-def check_amounts(family: str, amounts) -> np.ndarray:
+def check_amounts(family: str, amounts, image_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """The amounts as a float32 vector, checked: finite, scale factors > 0 and, given the
+    image size, translations that leave part of the image in view (|shift| < its size)."""
     _checks.choice("transform family", family, FAMILIES)
     amounts = np.asarray(amounts, np.float32).ravel()
     if amounts.size == 0:
@@ -75,6 +77,12 @@ def check_amounts(family: str, amounts) -> np.ndarray:
     _checks.finite(amounts, f"{family} amounts")
     if family == "scale" and (amounts <= 0).any():
         raise ValueError(f"scale amounts must be > 0 (a zoom factor), got {amounts[amounts <= 0].tolist()}")
+    if image_hw is not None and family in ("translate_v", "translate_h"):
+        size = image_hw[0] if family == "translate_v" else image_hw[1]
+        out = np.abs(amounts) >= size
+        if out.any():
+            raise ValueError(f"{family} amounts must lie in (-{size}, {size}) pixels (beyond, the whole image "
+                             f"leaves the view), got {amounts[out].tolist()}")
     return amounts
 
 
@@ -90,8 +98,22 @@ def _features(model, params, pixels_NHWC, amounts_A, layers, family, fill):
 
 def measure(model: Model, params: Params, pixels_NHWC, labels_N, family: str, amounts, layers,
             fill: float = 0.0, chunk: int = 64) -> Invariance:
-    """Fig. 5 for one transform family; ``chunk`` images per batched call."""
-    amounts = check_amounts(family, amounts)
+    """Fig. 5 for one transform family.
+
+    Args:
+      model, params: the network.
+      pixels_NHWC: the images as pixels (float in [0, 1], or uint8), ``(N, *model.input_shape)``.
+      labels_N: their true classes.
+      family: one of :data:`FAMILIES`.
+      amounts: ``(A,)`` amounts of the transform (see the module docstring for units).
+      layers: names of the layers whose outputs are compared (flattened).
+      fill: the pixel value that comes in from outside the image.
+      chunk: images per batched call.
+
+    Returns:
+      :class:`Invariance` with ``(N, A)`` arrays.
+    """
+    amounts = check_amounts(family, amounts, model.input_shape[:2])
     layers = tuple(layers)
     for layer in layers:
         model.check_layer(layer)
