@@ -151,6 +151,26 @@ def field_model(model: Model, layer: str) -> Model:
     return Model(f"{model.name}[{layer} field]", valid, (*size, model.input_shape[2]), model.mean, model.std)
 
 
+def window_model(model: Model, layer: str) -> Model:
+    """The network up to ``layer``, paddings kept, on a window of the image that holds any
+    unit's receptive field: for units whose field crosses the image border.
+
+    The window's side ``S`` is at least ``size + jump - 1`` and leaves ``H - S`` a multiple
+    of the layer's jump ``J``, so a window starting at a multiple of ``J`` (clamped to
+    ``[0, H - S]``) lines up with every layer's grid: each unit the target depends on has
+    the same inputs in the window as in the image, and the window's edges fall either on
+    the image's edges (where the network pads too) or outside the unit's field.
+    """
+    field = model.receptive_field(layer)
+    sides = []
+    for axis in (0, 1):
+        h, jump, size = model.input_shape[axis], field.jump[axis], field.size[axis]
+        least = size + jump - 1
+        sides.append(h if least >= h else h - ((h - least) // jump) * jump)
+    head = model.layers[:model.names.index(layer) + 1]
+    return Model(f"{model.name}[{layer} window]", head, (*sides, model.input_shape[2]), model.mean, model.std)
+
+
 def _crop(x_HWC, top, left, size):
     """A ``size`` window at (top, left), zero where it leaves the image."""
     h, w = x_HWC.shape[:2]
@@ -217,11 +237,20 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
         crops = crop(normalized(image_ids[padded]), tops[padded], lefts[padded])
         patches[part] = np.asarray(crops)[:len(part)]
         out[part] = np.asarray(_project_fields(small, params, crops, chan[padded], layer, rule))[:len(part)]
+    # units whose field crosses the border: the network with its paddings on an aligned window
+    win = window_model(model, layer)
+    jump, side = np.asarray(field.jump), np.asarray(win.input_shape[:2])
+    starts = [np.clip(np.floor_divide(v, j) * j, 0, h - s) for v, j, h, s in
+              zip((tops, lefts), jump, model.input_shape[:2], side)]
+    window_crop = jax.jit(jax.vmap(functools.partial(_crop, size=tuple(int(s) for s in side))))
     for part, padded in chunks(np.flatnonzero(~inside)):
         x = normalized(image_ids[padded])
         patches[part] = np.asarray(crop(x, tops[padded], lefts[padded]))[:len(part)]
-        out[part] = np.asarray(_project_cropped(model, params, x, chan[padded], rows[padded], cols[padded],
-                                                tops[padded], lefts[padded], layer, rule))[:len(part)]
+        s_h, s_w = starts[0][padded], starts[1][padded]
+        windows = window_crop(x, s_h, s_w)
+        out[part] = np.asarray(_project_cropped(
+            win, params, windows, chan[padded], rows[padded] - s_h // jump[0], cols[padded] - s_w // jump[1],
+            tops[padded] - s_h, lefts[padded] - s_w, layer, rule))[:len(part)]
     shape = (channels, k, *field.size, model.input_shape[2])
     window = np.stack([tops, lefts, np.full_like(tops, field.size[0]), np.full_like(lefts, field.size[1])], -1)
     return Patches(maps, out.reshape(shape), patches.reshape(shape), window.reshape(channels, k, 4))

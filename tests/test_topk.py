@@ -90,3 +90,28 @@ def test_bad_requests_are_rejected(setup):
         topk.top_k(model, params, [], "pool2")
     with pytest.raises(ValueError, match=r"1 channels"):
         topk.top_k(model, params, [np.zeros((2, 28, 28, 3), np.float32)], "pool2")
+
+
+@pytest.mark.parametrize("layer", ["pool1", "relu2"])
+def test_border_windows_are_exact_with_strides_and_ceil_pooling(layer):
+    # zfnet's stride-2 conv1 and conv2 and ceil-mode pools; 71 leaves H - S odd multiples
+    model = models.build("zfnet", channels=1, mean=(0.5,), std=(0.25,), input_size=71, num_classes=3,
+                         widths=(6, 8, 8, 8, 8), hidden=8)
+    params = model.init(jax.random.key(3))
+    images = np.random.default_rng(4).integers(0, 256, (6, 71, 71, 1)).astype(np.uint8)
+    top = topk.top_k(model, params, [images], layer, k=3)
+    got = topk.project_top_k(model, params, images, top, layer, chunk=4)
+    field, win = model.receptive_field(layer), topk.window_model(model, layer)
+    assert (71 - win.input_shape[0]) % field.jump[0] == 0 and win.input_shape[0] >= min(71, field.size[0] + field.jump[0] - 1)
+    assert win.input_shape[0] < 71  # pool1: 15x15, relu2: 39x39 windows of the 71x71 image
+    border = 0
+    for c in range(model.shapes[layer][-1]):
+        for j in range(3):
+            i, r, q = int(top.image[c, j]), int(top.row[c, j]), int(top.col[c, j])
+            full = np.asarray(project(model, params, model.normalize(images[i]), layer, Select.unit(c, r, q)))
+            top_, left, h, w = field.window(r, q)
+            m = h
+            expected = np.pad(full, ((m, m), (m, m), (0, 0)))[top_ + m:top_ + m + h, left + m:left + m + w]
+            assert rel_err(got.projection[c, j], expected) < 1e-5
+            border += not (top_ >= 0 and left >= 0 and top_ + h <= 71 and left + w <= 71)
+    assert border > 0
