@@ -113,9 +113,10 @@ def max_pool(x_NHWC, window: Pair, stride: Pair, padding: Padding = ((0, 0), (0,
                   (1, stride[0], stride[1], 1))
         for dy in range(window[0]) for dx in range(window[1])
     ]
-    stack_KNHWC = jnp.stack(views)
-    switches = jnp.argmax(stack_KNHWC, axis=0).astype(jnp.int32)
-    y = jnp.take_along_axis(stack_KNHWC, switches[None], axis=0)[0]
+    switches = jnp.argmax(jnp.stack(views), axis=0).astype(jnp.int32)
+    # the value at the switch, as a sum of masked views: its VJP is dense masking (no scatter)
+    zero = jnp.zeros((), x_NHWC.dtype)
+    y = sum(jnp.where(switches == k, view, zero) for k, view in enumerate(views))
     return y, switches
 
 
