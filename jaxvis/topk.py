@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Iterable
 
 import jax
@@ -192,15 +193,26 @@ def _project_cropped(model, params, x_BHWC, channels_B, rows_B, cols_B, tops_B, 
     return jax.vmap(functools.partial(_crop, size=size))(full, tops_B, lefts_B)
 
 
+def _fitting(net: Model, layer: str, budget: float, most: int = 256) -> int:
+    """How many projections through ``net`` up to ``layer`` fit ``budget`` bytes: each keeps
+    every activation for the backward pass and about as much again on the way down."""
+    upto = net.names[:net.names.index(layer) + 1]
+    per = 2 * 4 * (math.prod(net.input_shape) + sum(math.prod(net.shapes[n]) for n in upto))
+    return int(np.clip(budget // per, 1, most))
+
+
 def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, maps=None,
-                  rule: str = "deconvnet", chunk: int = 64) -> Patches:
+                  rule: str = "deconvnet", chunk: int | None = None, memory_budget: float = 1e9) -> Patches:
     """Project every activation of ``top`` alone and crop it to its receptive field.
 
     Args:
       images: the examples ``top`` was computed on, indexable by ``top.image`` (uint8
         pixels or normalized floats, HWC each): an array or a ``jaxvis.data.Dataset``.
       maps: which maps to project (default all), in the order given.
-      chunk: projections per batched call (bounds memory).
+      chunk: projections per batched call; default: as many as fit ``memory_budget``
+        bytes of activations (forward and backward, estimated from the layer shapes), at
+        most 256. Units whose field lies inside the image run on the field alone, so their
+        calls take many more projections than those of border units.
     """
     model.check_layer(layer, spatial=True)
     field = model.receptive_field(layer)
@@ -223,17 +235,18 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
                           for i in ids])
         return model.normalize(batch) if batch.dtype == np.uint8 else jnp.asarray(batch)
 
-    def chunks(ids):
+    def chunks(ids, net):
         """Fixed-size chunks (the last padded by repetition), so each call compiles once."""
-        for s in range(0, len(ids), chunk):
-            part = ids[s:s + chunk]
-            yield part, np.concatenate([part, np.repeat(part[-1:], chunk - len(part))])
+        size = chunk or _fitting(net, layer, memory_budget)
+        for s in range(0, len(ids), size):
+            part = ids[s:s + size]
+            yield part, np.concatenate([part, np.repeat(part[-1:], size - len(part))])
 
     out = np.zeros((channels * k, *field.size, model.input_shape[2]), np.float32)
     patches = np.zeros_like(out)
     small = field_model(model, layer)
     crop = jax.jit(jax.vmap(functools.partial(_crop, size=field.size)))
-    for part, padded in chunks(np.flatnonzero(inside)):
+    for part, padded in chunks(np.flatnonzero(inside), small):
         crops = crop(normalized(image_ids[padded]), tops[padded], lefts[padded])
         patches[part] = np.asarray(crops)[:len(part)]
         out[part] = np.asarray(_project_fields(small, params, crops, chan[padded], layer, rule))[:len(part)]
@@ -243,7 +256,7 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
     starts = [np.clip(np.floor_divide(v, j) * j, 0, h - s) for v, j, h, s in
               zip((tops, lefts), jump, model.input_shape[:2], side)]
     window_crop = jax.jit(jax.vmap(functools.partial(_crop, size=tuple(int(s) for s in side))))
-    for part, padded in chunks(np.flatnonzero(~inside)):
+    for part, padded in chunks(np.flatnonzero(~inside), win):
         x = normalized(image_ids[padded])
         patches[part] = np.asarray(crop(x, tops[padded], lefts[padded]))[:len(part)]
         s_h, s_w = starts[0][padded], starts[1][padded]
