@@ -9,6 +9,7 @@ folder (``--out``); :func:`parser` adds those arguments and :func:`open_network`
 from __future__ import annotations
 
 import argparse
+import ast
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,17 @@ def first_per_class(labels_N: np.ndarray, count: int = 1, num_classes: int | Non
     if short:
         raise ValueError(f"wanted {count} example(s) of each class, but classes {short} have fewer")
     return np.concatenate(chosen)
+
+
+def setting(text: str) -> tuple[str, object]:
+    """``--set KEY=VALUE``: the value as a Python literal (``3``, ``1e-3``, ``(16, 32)``), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--set takes key=value, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
 def report(paths) -> None:

@@ -7,7 +7,10 @@ called once per projection, side by side in one run.
 
 Prints a markdown table: projections per second for each side and their ratio, a row
 per layer. Captum is timed on a subset of the same projections (it costs one full
-forward and backward per projection); both sides produce the same projections (checked).
+forward and backward per projection); both sides produce the same projections (checked:
+the median relative difference, and how many differ by more than 1e-4. On these smooth
+images some max-pool windows hold two values within 1e-7 of each other, so float noise
+in either forward pass can flip a switch and move part of a projection elsewhere).
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def main(argv=None) -> None:
             deconv = NeuronDeconvolution(net, module)
             field = model.receptive_field(layer)
             calls = [(c, j) for c in range(args.maps) for j in range(9)][:args.captum_calls]
-            worst = 0.0
+            diffs = []
             start = time.perf_counter()
             for c, j in calls:
                 i, r, q = int(tops[layer].image[c, j]), int(tops[layer].row[c, j]), int(tops[layer].col[c, j])
@@ -84,20 +87,21 @@ def main(argv=None) -> None:
                 m = h
                 crop = np.pad(attr, ((m, m), (m, m), (0, 0)))[top_ + m:top_ + m + h, left + m:left + m + w]
                 ours = patches.projection[c, j] / float(tops[layer].value[c, j])
-                worst = max(worst, float(np.abs(ours - crop).max() / max(np.abs(crop).max(), 1e-30)))
+                diffs.append(float(np.abs(ours - crop).max() / max(np.abs(crop).max(), 1e-30)))
             row["captum"] = len(calls) / (time.perf_counter() - start)
-            row["max rel diff"] = worst
+            row["diffs"] = np.asarray(diffs)
         rows.append(row)
 
     print(f"\n{args.model}, random weights, {model.input_shape[0]}x{model.input_shape[1]}, top-9 of {args.maps} maps "
           f"over {args.images} images; {platform.processor() or platform.machine()}, "
           f"{jax.devices()[0].platform}, {jax.local_device_count()} device(s)\n")
-    print("| layer | receptive field | jaxvis proj/s | Captum proj/s | ratio | max rel diff |")
-    print("|---|---|---|---|---|---|")
+    print("| layer | receptive field | jaxvis proj/s | Captum proj/s | ratio | rel diff: median | above 1e-4 |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         captum = row.get("captum")
-        cells = ["-", "-", "-"] if captum is None else \
-            [f"{captum:.2f}", f"{row['jaxvis'] / captum:.1f}x", f"{row['max rel diff']:.1e}"]
+        cells = ["-", "-", "-", "-"] if captum is None else \
+            [f"{captum:.2f}", f"{row['jaxvis'] / captum:.1f}x", f"{np.median(row['diffs']):.1e}",
+             f"{int((row['diffs'] > 1e-4).sum())} of {len(row['diffs'])}"]
         print(f"| {row['layer']} | {row['field']} | {row['jaxvis']:.1f} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":

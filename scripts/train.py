@@ -9,7 +9,6 @@ Over several hosts, give every process --coordinator-address, --num-processes an
 """
 
 import argparse
-import ast
 import datetime
 import json
 import os
@@ -21,17 +20,7 @@ from pathlib import Path
 
 import jax
 
-from jaxvis import checkpoint, configs, train
-
-
-def _setting(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--set takes key=value, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+from jaxvis import checkpoint, cli, configs, train
 
 
 def _git(*args: str) -> str:
@@ -47,7 +36,7 @@ def main():
     parser.add_argument("--config", required=True, help=f"one of {', '.join(configs.NAMES)}")
     parser.add_argument("--workdir", required=True, help="checkpoints and metrics.jsonl go here")
     parser.add_argument("--data-dir", help="where the dataset is (default: $JAXVIS_DATA_DIR, then tfds)")
-    parser.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", type=cli.setting, action="append", default=[], metavar="KEY=VALUE",
                         help="replace a config setting (a Python literal), e.g. --set learning_rate=1e-3")
     parser.add_argument("--seeds", type=int, nargs="+", help="train one model per seed in one vmapped program")
     parser.add_argument("--export", help="write the final params and a card (accuracy, data, command, time, "

@@ -31,3 +31,12 @@ def test_parser_requires_a_network_and_opens_the_bundled_sample(tmp_path):
     args = cli.parser(None, out="x", weights=True).parse_args([])
     with pytest.raises(SystemExit, match="give --checkpoint DIR, or --weights FILE with --model NAME"):
         cli.open_network(args)
+
+
+def test_set_parses_python_literals_and_falls_back_to_strings():
+    assert cli.setting("num_epochs=3") == ("num_epochs", 3)
+    assert cli.setting("widths=(16, 32)") == ("widths", (16, 32))
+    assert cli.setting("optimizer=adam") == ("optimizer", "adam")
+    import argparse
+    with pytest.raises(argparse.ArgumentTypeError, match="--set takes key=value, got 'epochs'"):
+        cli.setting("epochs")

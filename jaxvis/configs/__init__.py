@@ -126,7 +126,7 @@ class Config:
         return card
 
 
-def get(name: str, **overrides) -> Config:
+def get(name: str, /, **overrides) -> Config:
     """The config of experiment ``name`` with ``overrides`` replacing its settings."""
     _checks.choice("config", name, NAMES)
     config = importlib.import_module(f"{__name__}.{name}").get_config()
