@@ -185,12 +185,28 @@ def _project_fields(model, params, crops_BHWC, channels_B, layer, rule):
     return jax.vmap(functools.partial(project, model, params, layer=layer, rule=rule))(crops_BHWC, select=select)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "layer", "rule"))
-def _project_cropped(model, params, x_BHWC, channels_B, rows_B, cols_B, tops_B, lefts_B, layer, rule):
-    size = model.receptive_field(layer).size
-    full = jax.vmap(functools.partial(project, model, params, layer=layer, rule=rule))(
-        x_BHWC, select=Select.unit(channels_B, rows_B, cols_B))
-    return jax.vmap(functools.partial(_crop, size=size))(full, tops_B, lefts_B)
+@functools.partial(jax.jit, static_argnames=("model", "layer", "rule", "size"))
+def _project_shared(model, params, x_GHWC, channels_GP, rows_GP, cols_GP, tops_GP, lefts_GP, layer, rule, size):
+    """G windows, P units each: the inner vmap leaves the window unbatched, so its forward
+    pass (switches, ReLU masks) runs once and only the P backward passes are batched."""
+    def one_window(x_HWC, channels_P, rows_P, cols_P, tops_P, lefts_P):
+        full = jax.vmap(lambda s: project(model, params, x_HWC, layer, s, rule))(
+            Select.unit(channels_P, rows_P, cols_P))
+        return jax.vmap(functools.partial(_crop, size=size))(full, tops_P, lefts_P)
+
+    return jax.vmap(one_window)(x_GHWC, channels_GP, rows_GP, cols_GP, tops_GP, lefts_GP)
+
+
+def _groups(keys_NK: np.ndarray, most: int) -> tuple[np.ndarray, int]:
+    """Indices ``(G, P)`` grouping the rows of ``keys_NK`` with equal keys, at most
+    ``P = min(most, largest group)`` per group; a short group repeats its last index."""
+    order = np.lexsort(keys_NK.T[::-1])
+    keys = keys_NK[order]
+    starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)])
+    runs = np.split(order, starts[1:])
+    size = min(most, max(len(r) for r in runs))
+    groups = [run[i:i + size] for run in runs for i in range(0, len(run), size)]
+    return np.stack([np.r_[g, np.repeat(g[-1:], size - len(g))] for g in groups]), size
 
 
 def _fitting(net: Model, layer: str, budget: float, most: int = 256) -> int:
@@ -250,20 +266,35 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
         crops = crop(normalized(image_ids[padded]), tops[padded], lefts[padded])
         patches[part] = np.asarray(crops)[:len(part)]
         out[part] = np.asarray(_project_fields(small, params, crops, chan[padded], layer, rule))[:len(part)]
-    # units whose field crosses the border: the network with its paddings on an aligned window
+    # units whose field crosses the border: the network with its paddings on an aligned
+    # window; units in the same window of the same image share one forward pass
+    border = np.flatnonzero(~inside)
+    if not len(border):
+        return _patches(maps, out, patches, tops, lefts, field, channels, k, model.input_shape[2])
     win = window_model(model, layer)
     jump, side = np.asarray(field.jump), np.asarray(win.input_shape[:2])
-    starts = [np.clip(np.floor_divide(v, j) * j, 0, h - s) for v, j, h, s in
-              zip((tops, lefts), jump, model.input_shape[:2], side)]
+    s_h, s_w = (np.clip(np.floor_divide(v, j) * j, 0, h - s) for v, j, h, s in
+                zip((tops, lefts), jump, model.input_shape[:2], side))
+    groups_GP, per = _groups(np.stack([image_ids[border], s_h[border], s_w[border]], 1), most=8)
+    groups_GP = border[groups_GP]
     window_crop = jax.jit(jax.vmap(functools.partial(_crop, size=tuple(int(s) for s in side))))
-    for part, padded in chunks(np.flatnonzero(~inside), win):
-        x = normalized(image_ids[padded])
-        patches[part] = np.asarray(crop(x, tops[padded], lefts[padded]))[:len(part)]
-        s_h, s_w = starts[0][padded], starts[1][padded]
-        windows = window_crop(x, s_h, s_w)
-        out[part] = np.asarray(_project_cropped(
-            win, params, windows, chan[padded], rows[padded] - s_h // jump[0], cols[padded] - s_w // jump[1],
-            tops[padded] - s_h, lefts[padded] - s_w, layer, rule))[:len(part)]
-    shape = (channels, k, *field.size, model.input_shape[2])
+    size = chunk or max(1, 2 * _fitting(win, layer, memory_budget) // (1 + per))
+    for s in range(0, len(groups_GP), size):
+        part = groups_GP[s:s + size]
+        padded = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+        first = padded[:, 0]
+        windows = window_crop(normalized(image_ids[first]), s_h[first], s_w[first])
+        sh, sw = s_h[padded], s_w[padded]
+        projected = np.asarray(_project_shared(
+            win, params, windows, chan[padded], rows[padded] - sh // jump[0], cols[padded] - sw // jump[1],
+            tops[padded] - sh, lefts[padded] - sw, layer, rule, field.size))[:len(part)]
+        out[part.ravel()] = projected.reshape(-1, *projected.shape[2:])
+        for g in part:  # the image patches, one window per group
+            patches[g] = np.asarray(crop(normalized(image_ids[g]), tops[g], lefts[g]))
+    return _patches(maps, out, patches, tops, lefts, field, channels, k, model.input_shape[2])
+
+
+def _patches(maps, out, patches, tops, lefts, field, channels, k, depth) -> Patches:
+    shape = (channels, k, *field.size, depth)
     window = np.stack([tops, lefts, np.full_like(tops, field.size[0]), np.full_like(lefts, field.size[1])], -1)
     return Patches(maps, out.reshape(shape), patches.reshape(shape), window.reshape(channels, k, 4))
