@@ -197,16 +197,20 @@ def _project_shared(model, params, x_GHWC, channels_GP, rows_GP, cols_GP, tops_G
     return jax.vmap(one_window)(x_GHWC, channels_GP, rows_GP, cols_GP, tops_GP, lefts_GP)
 
 
-def _groups(keys_NK: np.ndarray, most: int) -> tuple[np.ndarray, int]:
-    """Indices ``(G, P)`` grouping the rows of ``keys_NK`` with equal keys, at most
-    ``P = min(most, largest group)`` per group; a short group repeats its last index."""
+def _groups(keys_NK: np.ndarray, sizes=(8, 4, 2, 1)) -> dict[int, np.ndarray]:
+    """The rows of ``keys_NK`` with equal keys, split into groups of exactly ``P`` rows for
+    ``P`` in ``sizes`` (a run of 7 equal keys: 4 + 2 + 1), as ``{P: indices (G, P)}``: no
+    padding, and one compiled shape per group size."""
     order = np.lexsort(keys_NK.T[::-1])
     keys = keys_NK[order]
     starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)])
-    runs = np.split(order, starts[1:])
-    size = min(most, max(len(r) for r in runs))
-    groups = [run[i:i + size] for run in runs for i in range(0, len(run), size)]
-    return np.stack([np.r_[g, np.repeat(g[-1:], size - len(g))] for g in groups]), size
+    groups: dict[int, list] = {p: [] for p in sizes}
+    for run in np.split(order, starts[1:]):
+        for p in sizes:
+            while len(run) >= p:
+                groups[p].append(run[:p])
+                run = run[p:]
+    return {p: np.stack(g) for p, g in groups.items() if g}
 
 
 def _fitting(net: Model, layer: str, budget: float, most: int = 256) -> int:
@@ -275,22 +279,23 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
     jump, side = np.asarray(field.jump), np.asarray(win.input_shape[:2])
     s_h, s_w = (np.clip(np.floor_divide(v, j) * j, 0, h - s) for v, j, h, s in
                 zip((tops, lefts), jump, model.input_shape[:2], side))
-    groups_GP, per = _groups(np.stack([image_ids[border], s_h[border], s_w[border]], 1), most=8)
-    groups_GP = border[groups_GP]
     window_crop = jax.jit(jax.vmap(functools.partial(_crop, size=tuple(int(s) for s in side))))
-    size = chunk or max(1, 2 * _fitting(win, layer, memory_budget) // (1 + per))
-    for s in range(0, len(groups_GP), size):
-        part = groups_GP[s:s + size]
-        padded = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
-        first = padded[:, 0]
-        windows = window_crop(normalized(image_ids[first]), s_h[first], s_w[first])
-        sh, sw = s_h[padded], s_w[padded]
-        projected = np.asarray(_project_shared(
-            win, params, windows, chan[padded], rows[padded] - sh // jump[0], cols[padded] - sw // jump[1],
-            tops[padded] - sh, lefts[padded] - sw, layer, rule, field.size))[:len(part)]
-        out[part.ravel()] = projected.reshape(-1, *projected.shape[2:])
-        for g in part:  # the image patches, one window per group
-            patches[g] = np.asarray(crop(normalized(image_ids[g]), tops[g], lefts[g]))
+    patches[border] = np.concatenate([np.asarray(crop(normalized(image_ids[ids]), tops[ids], lefts[ids]))
+                                      for _, ids in chunks(border, small)])[:len(border)]
+    groups = _groups(np.stack([image_ids[border], s_h[border], s_w[border]], 1))
+    for per, groups_GP in groups.items():
+        groups_GP = border[groups_GP]
+        size = chunk or max(1, 2 * _fitting(win, layer, memory_budget) // (1 + per))
+        for s in range(0, len(groups_GP), size):
+            part = groups_GP[s:s + size]
+            padded = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+            first = padded[:, 0]
+            windows = window_crop(normalized(image_ids[first]), s_h[first], s_w[first])
+            sh, sw = s_h[padded], s_w[padded]
+            projected = np.asarray(_project_shared(
+                win, params, windows, chan[padded], rows[padded] - sh // jump[0], cols[padded] - sw // jump[1],
+                tops[padded] - sh, lefts[padded] - sw, layer, rule, field.size))[:len(part)]
+            out[part.ravel()] = projected.reshape(-1, *projected.shape[2:])
     return _patches(maps, out, patches, tops, lefts, field, channels, k, model.input_shape[2])
 
 
