@@ -1,7 +1,7 @@
 """The dilation study (issue 8): accuracy, class representations and a learned dilation for mnist_cnn on MNIST.
 
     python scripts/dilation_study.py --data-dir ../shared/data/mnist --results results/dilation
-    python scripts/dilation_study.py --quick --workdir outputs/dilation_quick     # the bundled sample, ~1 minute
+    python scripts/dilation_study.py --quick --workdir outputs/dilation_quick     # the bundled sample, 1-2 minutes
 
 1. Fixed factors: mnist_cnn with each dilation (all four convolutions, padding = dilation)
    from each seed; test accuracy, parameter count, receptive field.

@@ -1,6 +1,6 @@
 """jaxvis.analysis.dilation and scripts/dilation_study.py against lax convolutions at one
 dilation, a layer-by-layer forward pass, the fixed-factor training run, hand-made maps and
-hand-computed statistics; bad factors; the quick study end to end."""
+hand-computed statistics; bad factors; the quick study (factors 1 and 2) end to end."""
 
 import json
 import os

@@ -265,11 +265,12 @@ def train_learned(config: Config, workdir, search: Search = Search(), *, data_di
     ``fraction = 1`` the expanded mixture (:attr:`LearnedDilation.model`).
 
     Returns:
-      ``{"model", "params", "eval", "picks", "weights", "trajectory", "step",
-      "search_steps", "train_seconds"}``: the final network and its parameters, its
-      evaluation (``loss``, ``top1``, ``top5``), each layer's pick and its weights (at
-      temperature 1 and at the temperature reached) at the end of the search, and the
-      weights every ``search.record_every`` steps of the search.
+      ``{"model", "params", "eval", "picks", "weights", "weights_at_temperature",
+      "temperature", "trajectory", "step", "search_steps", "train_seconds"}``: the final
+      network and its parameters, its evaluation (``loss``, ``top1``, ``top5``), each
+      layer's pick and its weights at the end of the search (at temperature 1, and at the
+      ``temperature`` reached), and the weights (temperature 1) every
+      ``search.record_every`` steps of the search.
     """
     learned = LearnedDilation(config.build_model(), search.dilations)
     train_ds = data.open_dataset(config.dataset, config.train_split, data_dir=data_dir, image_size=config.image_size)
