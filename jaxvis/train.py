@@ -108,22 +108,38 @@ def _make_update(model: models.Model, tx: optax.GradientTransformation, radius: 
     return update
 
 
-STRATEGIES = ("vmap", "map")
+STRATEGIES = ("vmap", "unroll", "map")
 
 
 def default_strategy() -> str:
-    """How ``train_many`` runs its K models in one program: ``vmap`` (one batched step;
-    per-model kernels become grouped convolutions). ``map`` (``jax.lax.map``: the models
-    one after another inside the program) is the alternative; on 2 CPU cores it measured
-    3.8x slower than ``vmap`` (``scripts/bench_train.py``, 2026-11-22)."""
-    return "vmap"
+    """How ``train_many`` runs its K models in one program, by backend.
+
+    - ``vmap``: one batched step; per-model kernels become grouped convolutions. The
+      default on GPUs and TPUs (H100, 8 mnist_cnn models: 0.29x the sequential time).
+    - ``unroll``: the K steps written out one after another in one program, so XLA can
+      overlap them and runs the single-model convolution kernels. The default on CPUs,
+      whose grouped convolutions are slow (2 cores: vmap took 2.2x the sequential time).
+    - ``map``: ``jax.lax.map`` over the models; compiles one step whatever K is, but ran
+      slowest on both backends.
+
+    Figures: ``scripts/bench_train.py``, README "Benchmarks".
+    """
+    return "unroll" if jax.default_backend() == "cpu" else "vmap"
 
 
 def _over_models(fn, strategy: str):
-    """``fn`` over a leading model axis of every argument, by ``vmap`` or ``lax.map``."""
+    """``fn`` over a leading model axis of every argument, by ``strategy`` (:func:`default_strategy`)."""
     if strategy == "vmap":
         return jax.vmap(fn)
-    return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+    if strategy == "map":
+        return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+
+    def unrolled(*args):
+        count = jax.tree.leaves(args)[0].shape[0]
+        outs = [fn(*jax.tree.map(lambda a: a[k], args)) for k in range(count)]
+        return jax.tree.map(lambda *parts: jnp.stack(parts), *outs)
+
+    return unrolled
 
 
 @functools.lru_cache(maxsize=16)
@@ -255,9 +271,9 @@ def train_many(config: Config, workdir, seeds, *, data_dir=None, progress: bool 
 
     Model ``k`` gets the initialization, data order and dropout of
     ``train_and_evaluate(config with seed=seeds[k])``. Parameters come with a leading
-    model axis, and the metrics as lists, one entry per seed. ``strategy``: ``vmap`` or
-    ``map``, how each step runs the models (default :func:`default_strategy`); both give
-    the same result.
+    model axis, and the metrics as lists, one entry per seed. ``strategy``: ``vmap``,
+    ``unroll`` or ``map``, how each step runs the models (default :func:`default_strategy`,
+    by backend); all give the same result.
     """
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):

@@ -11,6 +11,8 @@ forward and backward per projection); both sides produce the same projections (c
 the median relative difference, and how many differ by more than 1e-4. On these smooth
 images some max-pool windows hold two values within 1e-7 of each other, so float noise
 in either forward pass can flip a switch and move part of a projection elsewhere).
+Both sides compute in float32 (TF32 is switched off on GPUs), and Captum gets one untimed
+warm-up call per layer.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ def main(argv=None) -> None:
     parser.add_argument("--maps", type=int, default=32)
     parser.add_argument("--captum-calls", type=int, default=12, help="Captum projections timed per layer")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--torch-device", help="where Captum runs (default: cuda when torch sees a GPU, else cpu)")
     args = parser.parse_args(argv)
+    jax.config.update("jax_default_matmul_precision", "highest")  # float32 on both sides: no TF32 on GPUs
     if args.quick:
         args.images, args.captum_calls = 16, 3
 
@@ -58,9 +62,11 @@ def main(argv=None) -> None:
         from captum.attr import NeuronDeconvolution
 
         from jaxvis import weights
-        net = weights.torch_module(model, params)
+        torch.backends.cudnn.allow_tf32 = False
+        device = args.torch_device or ("cuda" if torch.cuda.is_available() else "cpu")
+        net = weights.torch_module(model, params).to(device)
     except ImportError:
-        net = None
+        net, device = None, None
         print("captum/torch not installed: jaxvis side only (pip install -r requirements-compare.txt)")
 
     rows = []
@@ -77,11 +83,13 @@ def main(argv=None) -> None:
             field = model.receptive_field(layer)
             calls = [(c, j) for c in range(args.maps) for j in range(9)][:args.captum_calls]
             diffs = []
+            deconv.attribute(torch.from_numpy(x[:1].transpose(0, 3, 1, 2)).to(device).requires_grad_(),
+                             neuron_selector=(0, 0, 0))  # warm-up: cuDNN picks its kernels on the first call
             start = time.perf_counter()
             for c, j in calls:
                 i, r, q = int(tops[layer].image[c, j]), int(tops[layer].row[c, j]), int(tops[layer].col[c, j])
-                inp = torch.from_numpy(x[i:i + 1].transpose(0, 3, 1, 2)).requires_grad_()
-                attr = deconv.attribute(inp, neuron_selector=(c, r, q)).detach().numpy()[0].transpose(1, 2, 0)
+                inp = torch.from_numpy(x[i:i + 1].transpose(0, 3, 1, 2)).to(device).requires_grad_()
+                attr = deconv.attribute(inp, neuron_selector=(c, r, q)).detach().cpu().numpy()[0].transpose(1, 2, 0)
                 # same projection? jaxvis keeps the activation's value, Captum seeds with 1
                 top_, left, h, w = field.window(r, q)
                 m = h
@@ -94,7 +102,7 @@ def main(argv=None) -> None:
 
     print(f"\n{args.model}, random weights, {model.input_shape[0]}x{model.input_shape[1]}, top-9 of {args.maps} maps "
           f"over {args.images} images; {platform.processor() or platform.machine()}, "
-          f"{jax.devices()[0].platform}, {jax.local_device_count()} device(s)\n")
+          f"{jax.devices()[0].platform}, {jax.local_device_count()} device(s); Captum on {device or '-'}\n")
     print("| layer | receptive field | jaxvis proj/s | Captum proj/s | ratio | rel diff: median | above 1e-4 |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:

@@ -3,25 +3,26 @@
     python scripts/bench_occlusion.py            # the README table (about 20 minutes on 2 cores)
     python scripts/bench_occlusion.py --quick    # a short run (a few minutes)
 
-Both sides use the same weights: jaxvis params go into a torch ``nn.Sequential`` built
-from the same layer tuple, through :func:`jaxvis.weights.to_torchvision`. Captum runs
+Both sides use the same weights: the same network as a torch module
+(:func:`jaxvis.weights.torch_module`), on the GPU when torch sees one (``--torch-device``). Captum runs
 ``Occlusion`` on ``softmax(net(x))`` with the true class as target, zero baselines (the
 dataset mean, as the sweep's fill) and the ``perturbations_per_eval`` (and images per
 call) that ran fastest in a short trial. Its attributions are checked against the
 sweep's. JAX rates leave out compilation (the durations JAX reports as compiling).
 
 (a) vgg16 at 224x224 with a 16x16 occluder, random He-normal weights (``model.init``;
-no pretrained file is needed), one MNIST digit scaled up to 224 as the image, its
-predicted class as the target. Captum and full re-inference run a stride-16 grid (196
+no pretrained file is needed), MNIST digits scaled up to 224 as the images (one, or
+``--vgg-images``), their predicted classes as the targets. Captum and full re-inference run a stride-16 grid (196
 positions; Captum allows no stride larger than the occluder), the others stride 8 (729
 positions): a position costs the same whatever the stride. (b) mnist_cnn
 (checkpoints/mnist_cnn, random weights if absent) over the 1,000 bundled test digits,
-4x4 occluder at stride 1 (625 positions each); full and Captum on the first 100 digits.
+4x4 occluder at stride 1 (625 positions each); full and Captum on the first 100 digits
+(``--mnist-subset``).
 Approximations are judged by SSIM against the exact maps of the same grid, and their
 rate counts the grid's positions, of which they run fewer. ``--quick`` times Captum on
 32 positions only, full re-inference on a stride-64 grid, and 64 digits.
 
-Prints a markdown table, and the machine's load before and after (``uptime``).
+Both sides compute in float32 (TF32 is switched off on GPUs). Prints a markdown table, and the machine's load before and after (``uptime``).
 """
 
 import argparse
@@ -58,50 +59,6 @@ def compile_time():
         jax.monitoring.unregister_event_duration_listener(listen)
 
 
-def torch_net(model, params):
-    """The jaxvis layer tuple as torchvision's ``features``/``classifier`` layout, loaded with ``params``."""
-    import torch
-    from torch import nn
-
-    kinds = [layer.kind for layer in model.layers]
-    flat = kinds.index("flatten")
-    modules, channels = [], model.input_shape[-1]
-    for layer in model.layers:
-        if layer.kind == "conv":
-            if any(lo != hi for lo, hi in layer.padding):
-                raise ValueError(f"{layer.name}: torch's Conv2d takes symmetric padding only")
-            modules.append(nn.Conv2d(channels, layer.features, layer.kernel, layer.stride,
-                                     tuple(p[0] for p in layer.padding), layer.dilation, layer.groups))
-            channels = layer.features
-        elif layer.kind == "max_pool":
-            modules.append(nn.MaxPool2d(layer.kernel, layer.stride, tuple(p[0] for p in layer.padding),
-                                        ceil_mode=layer.ceil_mode))
-        elif layer.kind == "relu":
-            modules.append(nn.ReLU())
-        elif layer.kind == "lrn":
-            modules.append(nn.LocalResponseNorm(*layer.lrn))
-        elif layer.kind == "dense":
-            modules.append(nn.Linear(int(np.prod(model.shapes[model.names[model.layers.index(layer) - 1]])),
-                                     layer.features))
-        elif layer.kind == "dropout":
-            modules.append(nn.Dropout(layer.rate))
-        else:
-            modules.append(nn.Flatten())
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(*modules[:flat])
-            self.classifier = nn.Sequential(*modules[flat + 1:])
-
-        def forward(self, x):
-            return self.classifier(torch.flatten(self.features(x), 1))
-
-    net = Net().eval()
-    net.load_state_dict({k: torch.tensor(v) for k, v in weights.to_torchvision(model, params).items()})
-    return net
-
-
 class _Enough(Exception):
     """Raised from inside Captum's forward function to end a timing run early."""
 
@@ -117,12 +74,15 @@ def captum_rate(net, x_NHWC, labels, patch, stride, trials, trial_positions, lim
     import torch
     from captum.attr import Occlusion
 
-    x = torch.tensor(np.transpose(np.asarray(x_NHWC), (0, 3, 1, 2)))
-    target = torch.tensor(np.asarray(labels, np.int64))
+    device = next(net.parameters()).device
+    x = torch.tensor(np.transpose(np.asarray(x_NHWC), (0, 3, 1, 2)), device=device)
+    target = torch.tensor(np.asarray(labels, np.int64), device=device)
     calls, stop = [], [None]
 
     def forward(v):
         out = torch.softmax(net(v), -1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         calls.append((time.perf_counter(), len(v)))
         if stop[0] is not None and sum(n for _, n in calls[1:]) >= stop[0]:
             raise _Enough
@@ -142,7 +102,7 @@ def captum_rate(net, x_NHWC, labels, patch, stride, trials, trial_positions, lim
                                                target=target[lo:lo + images], perturbations_per_eval=per_eval))
         except _Enough:
             return None
-        return torch.cat(parts)[:, 0].numpy()
+        return torch.cat(parts)[:, 0].cpu().numpy()
 
     def timed_rate():
         return sum(n for _, n in calls[1:]) / (calls[-1][0] - calls[0][0])
@@ -161,11 +121,11 @@ def captum_rate(net, x_NHWC, labels, patch, stride, trials, trial_positions, lim
     return len(x) * count / seconds, seconds, setting, attribution
 
 
-def jax_rate(model, params, x, labels, patch, stride, **kwargs):
+def jax_rate(budget, model, params, x, labels, patch, stride, **kwargs):
     """Grid positions/second of one sweep (compilation left out), its seconds and its maps."""
     with compile_time() as compiling:
         start = time.perf_counter()
-        maps = occlusion.sweep(model, params, x, labels, patch, stride, **kwargs)
+        maps = occlusion.sweep(model, params, x, labels, patch, stride, memory_budget=budget, **kwargs)
         seconds = time.perf_counter() - start - compiling[0]
     return maps.prob_NPQ.size / seconds, seconds, maps
 
@@ -194,45 +154,45 @@ def approximate(results, name, rate_seconds_maps, exact, grid):
     results[label] = (rate, seconds, maps.prob_NPQ.size, grid, similarity)
 
 
-def bench_vgg16(quick: bool, digit_HW):
+def bench_vgg16(quick: bool, digits_NHW, device: str, budget: float):
     model = models.build("vgg16")
     params = model.init(jax.random.key(0))
-    pixels = np.asarray(jax.image.resize(jnp.asarray(digit_HW, jnp.float32) / 255, (224, 224), "linear"))
-    x = model.normalize(np.repeat(pixels[None, :, :, None], 3, axis=-1)).astype(np.float32)
-    x = np.asarray(x)
+    n = len(digits_NHW)
+    pixels = np.asarray(jax.image.resize(jnp.asarray(digits_NHW, jnp.float32) / 255, (n, 224, 224), "linear"))
+    x = np.asarray(model.normalize(np.repeat(pixels[..., None], 3, axis=-1)), np.float32)
     label = np.asarray(jnp.argmax(jax.jit(lambda v: model.apply(params, v)[0])(x), -1))
     coarse, fine = 16, 16 if quick else 8  # Captum allows no stride larger than the occluder
-    n_coarse = len(occlusion.positions(224, PATCH_VGG, coarse)) ** 2
-    n_fine = len(occlusion.positions(224, PATCH_VGG, fine)) ** 2
+    n_coarse = n * len(occlusion.positions(224, PATCH_VGG, coarse)) ** 2
+    n_fine = n * len(occlusion.positions(224, PATCH_VGG, fine)) ** 2
     results = {}
-    net = torch_net(model, params)
-    trials = [(1, 4)] if quick else [(1, 2), (1, 4), (1, 8)]
-    c_rate, c_seconds, setting, attribution = captum_rate(net, x, label, PATCH_VGG, coarse, trials, 16,
+    net = weights.torch_module(model, params).to(device)
+    trials = [(1, 4)] if quick else [(1, 2), (1, 4), (1, 8), (1, 16)]
+    c_rate, c_seconds, setting, attribution = captum_rate(net, x, label, PATCH_VGG, coarse, trials, 32,
                                                           limit=32 if quick else None)
     results[f"Captum Occlusion (ppe {setting[1]})"] = (c_rate, c_seconds, 32 if quick else n_coarse,
                                                        f"stride {coarse}", None)
     if quick:
-        rate, seconds, full_maps = jax_rate(model, params, x, label, PATCH_VGG, 64)
-        results["full re-inference"] = (rate, seconds, 25, "stride 64", None)
+        rate, seconds, full_maps = jax_rate(budget, model, params, x, label, PATCH_VGG, 64)
+        results["full re-inference"] = (rate, seconds, 25 * n, "stride 64", None)
     else:
-        rate, seconds, full_maps = jax_rate(model, params, x, label, PATCH_VGG, coarse)
+        rate, seconds, full_maps = jax_rate(budget, model, params, x, label, PATCH_VGG, coarse)
         results["full re-inference"] = (rate, seconds, n_coarse, f"stride {coarse}", None)
     full_rate = rate
-    rate, seconds, exact = jax_rate(model, params, x, label, PATCH_VGG, fine, method="incremental")
+    rate, seconds, exact = jax_rate(budget, model, params, x, label, PATCH_VGG, fine, method="incremental")
     results["incremental, exact"] = (rate, seconds, n_fine, f"stride {fine}", None)
     for name, kwargs in [("approximate: tau 0.5", dict(tau=0.5)), ("approximate: tau 0.4", dict(tau=0.4)),
                          (f"approximate: drill-down {2 * fine}->{fine}, r 0.25", dict(coarse_stride=2 * fine)),
                          (f"approximate: tau 0.5 + drill-down {2 * fine}->{fine}, r 0.25",
                           dict(tau=0.5, coarse_stride=2 * fine))]:
-        approximate(results, name, jax_rate(model, params, x, label, PATCH_VGG, fine, method="incremental", **kwargs),
+        approximate(results, name, jax_rate(budget, model, params, x, label, PATCH_VGG, fine, method="incremental", **kwargs),
                     exact, f"stride {fine}")
     check = "not checked (--quick)" if attribution is None else "max |diff| / max = {:.1e}".format(
         float(np.abs(attribution - full_maps.attribution_NHW).max() / np.abs(full_maps.attribution_NHW).max()))
-    rows = table_rows("vgg16 224, 16x16", results, c_rate, full_rate)
+    rows = table_rows(f"vgg16 224, 16x16, {n} image{'s' * (n > 1)}", results, c_rate, full_rate)
     return rows, f"vgg16: Captum's attribution vs the sweep's (full, stride {coarse}): {check}"
 
 
-def bench_mnist(quick: bool, images, labels):
+def bench_mnist(quick: bool, images, labels, device: str, budget: float, subset: int):
     path = ROOT / "checkpoints" / "mnist_cnn"
     if (path / "card.json").exists():
         model, params, _ = checkpoint.restore_model(path)
@@ -241,26 +201,26 @@ def bench_mnist(quick: bool, images, labels):
         model = models.build("mnist_cnn")
         params, source = model.init(jax.random.key(0)), "random weights (no checkpoints/mnist_cnn)"
     x = np.asarray(model.normalize(images), np.float32)
-    n_all, n_some = (64, 16) if quick else (len(x), 100)
+    n_all, n_some = (64, 16) if quick else (len(x), subset)
     per_image = len(occlusion.positions(28, PATCH_MNIST, 1)) ** 2
     results = {}
-    rate, seconds, full_maps = jax_rate(model, params, x[:n_some], labels[:n_some], PATCH_MNIST, 1)
+    rate, seconds, full_maps = jax_rate(budget, model, params, x[:n_some], labels[:n_some], PATCH_MNIST, 1)
     results["full re-inference"] = (rate, seconds, n_some * per_image, f"stride 1, {n_some} digits", None)
     full_rate = rate
-    net = torch_net(model, params)
-    trials = [(1, 625), (4, 128)] if quick else [(1, 625), (4, 128), (8, 64), (16, 32)]
+    net = weights.torch_module(model, params).to(device)
+    trials = [(1, 625), (4, 128)] if quick else [(1, 625), (4, 128), (8, 64), (16, 32), (16, 625)]
     c_rate, c_seconds, setting, attribution = captum_rate(net, x[:n_some], labels[:n_some], PATCH_MNIST, 1, trials,
                                                           4 * per_image)
     check = float(np.abs(attribution - full_maps.attribution_NHW).max() / np.abs(full_maps.attribution_NHW).max())
     results[f"Captum Occlusion ({setting[0]} digits x ppe {setting[1]})"] = (
         c_rate, c_seconds, n_some * per_image, f"stride 1, {n_some} digits", None)
-    rate, seconds, exact = jax_rate(model, params, x[:n_all], labels[:n_all], PATCH_MNIST, 1, method="incremental")
+    rate, seconds, exact = jax_rate(budget, model, params, x[:n_all], labels[:n_all], PATCH_MNIST, 1, method="incremental")
     results["incremental, exact"] = (rate, seconds, n_all * per_image, f"stride 1, {n_all} digits", None)
     for name, kwargs in [("approximate: tau 0.5", dict(tau=0.5)),
                          ("approximate: drill-down 2->1, r 0.25", dict(coarse_stride=2)),
                          ("approximate: drill-down 4->1, r 0.25", dict(coarse_stride=4)),
                          ("approximate: tau 0.5 + drill-down 4->1, r 0.25", dict(tau=0.5, coarse_stride=4))]:
-        approximate(results, name, jax_rate(model, params, x[:n_all], labels[:n_all], PATCH_MNIST, 1,
+        approximate(results, name, jax_rate(budget, model, params, x[:n_all], labels[:n_all], PATCH_MNIST, 1,
                                             method="incremental", **kwargs), exact, f"stride 1, {n_all} digits")
     rows = table_rows("mnist_cnn 28, 4x4", results, c_rate, full_rate)
     return rows, (f"mnist_cnn ({source}): Captum's attribution vs the sweep's (full): "
@@ -271,21 +231,32 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer positions and digits, one Captum setting")
     parser.add_argument("--only", choices=("vgg16", "mnist"), help="run one case")
+    parser.add_argument("--vgg-images", type=int, default=1, help="digits (scaled to 224) in the vgg16 case")
+    parser.add_argument("--mnist-subset", type=int, default=100,
+                        help="digits that full re-inference and Captum run in the mnist case")
+    parser.add_argument("--memory-budget", type=float, default=2e9,
+                        help="the sweeps' memory budget in bytes (more positions per call)")
+    parser.add_argument("--torch-device", help="where Captum runs (default: cuda when torch sees a GPU, else cpu)")
     args = parser.parse_args(argv)
     import torch
 
+    jax.config.update("jax_default_matmul_precision", "highest")  # float32 on both sides: no TF32 on GPUs
+    torch.backends.cudnn.allow_tf32 = False
+
+    device = args.torch_device or ("cuda" if torch.cuda.is_available() else "cpu")
+
     print(f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}), "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+          f"torch {torch.__version__} ({device}, {torch.get_num_threads()} threads)")
     print(f"load before: {uptime()}")
     sample = data.open_dataset("mnist_sample", "test")
     images, labels = next(iter(sample.batches(sample.num_examples)))
     rows, notes = [], []
     if args.only in (None, "vgg16"):
-        case_rows, note = bench_vgg16(args.quick, images[0, :, :, 0])
+        case_rows, note = bench_vgg16(args.quick, images[:args.vgg_images, :, :, 0], device, args.memory_budget)
         rows += case_rows
         notes.append(note)
     if args.only in (None, "mnist"):
-        case_rows, note = bench_mnist(args.quick, images, labels)
+        case_rows, note = bench_mnist(args.quick, images, labels, device, args.memory_budget, args.mnist_subset)
         rows += case_rows
         notes.append(note)
     print(f"load after: {uptime()}\n")

@@ -1,5 +1,5 @@
 """Training speed of mnist_cnn: one model, K models one after another, K models in one program
-(``train_many``, by ``jax.vmap`` and by ``jax.lax.map``).
+(``train_many``, by each strategy: ``jax.vmap``, the steps unrolled, ``jax.lax.map``).
 
     python scripts/bench_train.py --steps 10 --models 8
 
@@ -30,7 +30,13 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="training steps per run")
     parser.add_argument("--models", type=int, default=8, help="K")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--strategies", default=",".join(train.STRATEGIES),
+                        help=f"train_many strategies to time, comma-separated (of {', '.join(train.STRATEGIES)})")
     args = parser.parse_args()
+    strategies = args.strategies.split(",")
+    for strategy in strategies:
+        if strategy not in train.STRATEGIES:
+            parser.error(f"unknown strategy {strategy!r}; expected some of {', '.join(train.STRATEGIES)}")
     config = configs.get("mnist_cnn", dataset="mnist_sample", train_split="test", num_epochs=10_000,
                          max_steps=args.steps, batch_size=args.batch_size, log_every_steps=max(1, args.steps // 5),
                          checkpoint_every_steps=10 * args.steps, eval_every_epochs=10_000, eval_batch_size=500)
@@ -45,7 +51,7 @@ def main():
             if k == 0:
                 rows.append(("1 model", 1, time.perf_counter() - began, rates[0]))
         rows.append((f"{args.models} sequential", args.models, time.perf_counter() - began, float(np.mean(rates))))
-        for strategy in train.STRATEGIES:
+        for strategy in strategies:
             began = time.perf_counter()
             train.train_many(config, Path(tmp) / strategy, seeds=range(args.models), progress=False,
                              strategy=strategy)
