@@ -13,8 +13,11 @@ image patch to the unit's receptive field. A projection is zero outside the rece
 field and the unit's value depends only on the pixels inside it, so for a unit whose
 field lies inside the image the projection is computed *on the field alone*, through a
 copy of the network with every padding removed: exact, and for early layers a tiny
-fraction of the full-image work. Units whose field reaches past the border are
-projected on the whole image and then cropped (outside the image the crop is zero).
+fraction of the full-image work. Units whose field reaches past the border run on the
+smallest grid-aligned window of the image that holds the field's part inside it
+(:func:`border_windows`; paddings kept, so the image's own border is reproduced), with
+units of one window sharing its forward pass; the crop is zero outside the image. Calls
+are batched to a memory budget, and only the last call of each shape is padded.
 """
 
 from __future__ import annotations
@@ -152,24 +155,54 @@ def field_model(model: Model, layer: str) -> Model:
     return Model(f"{model.name}[{layer} field]", valid, (*size, model.input_shape[2]), model.mean, model.std)
 
 
-def window_model(model: Model, layer: str) -> Model:
-    """The network up to ``layer``, paddings kept, on a window of the image that holds any
-    unit's receptive field: for units whose field crosses the image border.
+def window_model(model: Model, layer: str, side: tuple[int, int] | None = None) -> Model:
+    """The network up to ``layer``, paddings kept, on a window of the image: for units
+    whose receptive field crosses the image border.
 
-    The window's side ``S`` is at least ``size + jump - 1`` and leaves ``H - S`` a multiple
-    of the layer's jump ``J``, so a window starting at a multiple of ``J`` (clamped to
-    ``[0, H - S]``) lines up with every layer's grid: each unit the target depends on has
-    the same inputs in the window as in the image, and the window's edges fall either on
-    the image's edges (where the network pads too) or outside the unit's field.
+    A window of side ``S`` (per axis) with ``H - S`` a multiple of the layer's jump ``J``,
+    starting at a multiple of ``J`` (or at ``H - S``), lines up with every layer's grid, so
+    each unit the target depends on has the same inputs in the window as in the image,
+    provided the window's edges fall either on the image's edges (where the network pads
+    too) or outside the unit's field. ``side`` defaults to the smallest such window that
+    holds any unit's field (at least ``size + J - 1``); :func:`border_windows` gives each
+    unit the smallest one that holds its field's part inside the image.
     """
     field = model.receptive_field(layer)
-    sides = []
-    for axis in (0, 1):
-        h, jump, size = model.input_shape[axis], field.jump[axis], field.size[axis]
-        least = size + jump - 1
-        sides.append(h if least >= h else h - ((h - least) // jump) * jump)
+    if side is None:
+        side = tuple(_allowed_side(h, jump, size + jump - 1) for h, jump, size in
+                     zip(model.input_shape[:2], field.jump, field.size))
     head = model.layers[:model.names.index(layer) + 1]
-    return Model(f"{model.name}[{layer} window]", head, (*sides, model.input_shape[2]), model.mean, model.std)
+    return Model(f"{model.name}[{layer} window {side[0]}x{side[1]}]", head, (*side, model.input_shape[2]),
+                 model.mean, model.std)
+
+
+def _allowed_side(h: int, jump: int, least: int) -> int:
+    """The smallest window side ``>= least`` that leaves ``h - side`` a multiple of ``jump`` (or ``h``)."""
+    return h if least >= h else h - ((h - least) // jump) * jump
+
+
+def _side_ladder(h: int, jump: int, size: int) -> np.ndarray:
+    """Window sides used for a layer, ascending: the side that holds any unit's field
+    (:func:`window_model`'s default) and two smaller ones, about 0.7 and 0.5 of it, for
+    units whose field is cut by the border. Few sides, few compiled shapes."""
+    full = _allowed_side(h, jump, size + jump - 1)
+    return np.unique([_allowed_side(h, jump, max(1, math.ceil(f * full))) for f in (0.5, 0.7)] + [full])
+
+
+def border_windows(model: Model, layer: str, tops, lefts) -> tuple[np.ndarray, ...]:
+    """Per unit (receptive field at ``tops``, ``lefts``), a window of the image that holds
+    the field's part inside the image, as :func:`window_model` requires: ``(start_h,
+    start_w, side_h, side_w)``. Sides come from a short ladder (:func:`_side_ladder`)."""
+    field = model.receptive_field(layer)
+    out = []
+    for v, h, jump, size in zip((np.asarray(tops), np.asarray(lefts)), model.input_shape[:2], field.jump, field.size):
+        start = (np.maximum(v, 0) // jump) * jump
+        end = np.where(v + size >= h, h, h - ((h - np.minimum(v + size, h)) // jump) * jump)
+        ladder = _side_ladder(h, jump, size)
+        side = ladder[np.searchsorted(ladder, end - start)]
+        out.append((np.minimum(start, h - side), side))
+    (s_h, side_h), (s_w, side_w) = out
+    return s_h, s_w, side_h, side_w
 
 
 def _crop(x_HWC, top, left, size):
@@ -211,6 +244,18 @@ def _groups(keys_NK: np.ndarray, sizes=(8, 4, 2, 1)) -> dict[int, np.ndarray]:
                 groups[p].append(run[:p])
                 run = run[p:]
     return {p: np.stack(g) for p, g in groups.items() if g}
+
+
+def _chunks(ids: np.ndarray, most: int):
+    """``ids`` (along axis 0) in calls of ``most``, the last one padded by repeating its
+    last entry up to a multiple of an eighth of the next power of two (at most ``most``):
+    few compiled shapes (8 per octave), and at most 1/8 of one call wasted. Yields
+    ``(part, padded)``."""
+    for start in range(0, len(ids), most):
+        part = ids[start:start + most]
+        step = max(1, (1 << (len(part) - 1).bit_length()) // 8)
+        size = min(most, -(-len(part) // step) * step)
+        yield part, np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
 
 
 def _fitting(net: Model, layer: str, budget: float, most: int = 256) -> int:
@@ -256,11 +301,7 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
         return model.normalize(batch) if batch.dtype == np.uint8 else jnp.asarray(batch)
 
     def chunks(ids, net):
-        """Fixed-size chunks (the last padded by repetition), so each call compiles once."""
-        size = chunk or _fitting(net, layer, memory_budget)
-        for s in range(0, len(ids), size):
-            part = ids[s:s + size]
-            yield part, np.concatenate([part, np.repeat(part[-1:], size - len(part))])
+        return _chunks(ids, chunk or _fitting(net, layer, memory_budget))
 
     out = np.zeros((channels * k, *field.size, model.input_shape[2]), np.float32)
     patches = np.zeros_like(out)
@@ -275,27 +316,26 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
     border = np.flatnonzero(~inside)
     if not len(border):
         return _patches(maps, out, patches, tops, lefts, field, channels, k, model.input_shape[2])
-    win = window_model(model, layer)
-    jump, side = np.asarray(field.jump), np.asarray(win.input_shape[:2])
-    s_h, s_w = (np.clip(np.floor_divide(v, j) * j, 0, h - s) for v, j, h, s in
-                zip((tops, lefts), jump, model.input_shape[:2], side))
-    window_crop = jax.jit(jax.vmap(functools.partial(_crop, size=tuple(int(s) for s in side))))
+    jump = np.asarray(field.jump)
+    s_h, s_w, side_h, side_w = border_windows(model, layer, tops, lefts)
     patches[border] = np.concatenate([np.asarray(crop(normalized(image_ids[ids]), tops[ids], lefts[ids]))
                                       for _, ids in chunks(border, small)])[:len(border)]
-    groups = _groups(np.stack([image_ids[border], s_h[border], s_w[border]], 1))
+    # one compiled shape per window side and group size; units of one window share a forward pass
+    groups = _groups(np.stack([side_h[border], side_w[border], image_ids[border], s_h[border], s_w[border]], 1))
     for per, groups_GP in groups.items():
         groups_GP = border[groups_GP]
-        size = chunk or max(1, 2 * _fitting(win, layer, memory_budget) // (1 + per))
-        for s in range(0, len(groups_GP), size):
-            part = groups_GP[s:s + size]
-            padded = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
-            first = padded[:, 0]
-            windows = window_crop(normalized(image_ids[first]), s_h[first], s_w[first])
-            sh, sw = s_h[padded], s_w[padded]
-            projected = np.asarray(_project_shared(
-                win, params, windows, chan[padded], rows[padded] - sh // jump[0], cols[padded] - sw // jump[1],
-                tops[padded] - sh, lefts[padded] - sw, layer, rule, field.size))[:len(part)]
-            out[part.ravel()] = projected.reshape(-1, *projected.shape[2:])
+        for side in sorted(set(zip(side_h[groups_GP[:, 0]], side_w[groups_GP[:, 0]]))):
+            same = groups_GP[(side_h[groups_GP[:, 0]] == side[0]) & (side_w[groups_GP[:, 0]] == side[1])]
+            win = window_model(model, layer, tuple(int(v) for v in side))
+            window_crop = jax.jit(jax.vmap(functools.partial(_crop, size=win.input_shape[:2])))
+            for part, padded in _chunks(same, chunk or max(1, 2 * _fitting(win, layer, memory_budget) // (1 + per))):
+                first = padded[:, 0]
+                windows = window_crop(normalized(image_ids[first]), s_h[first], s_w[first])
+                sh, sw = s_h[padded], s_w[padded]
+                projected = np.asarray(_project_shared(
+                    win, params, windows, chan[padded], rows[padded] - sh // jump[0], cols[padded] - sw // jump[1],
+                    tops[padded] - sh, lefts[padded] - sw, layer, rule, field.size))[:len(part)]
+                out[part.ravel()] = projected.reshape(-1, *projected.shape[2:])
     return _patches(maps, out, patches, tops, lefts, field, channels, k, model.input_shape[2])
 
 

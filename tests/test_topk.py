@@ -115,3 +115,28 @@ def test_border_windows_are_exact_with_strides_and_ceil_pooling(layer):
             assert rel_err(got.projection[c, j], expected) < 1e-5
             border += not (top_ >= 0 and left >= 0 and top_ + h <= 71 and left + w <= 71)
     assert border > 0
+
+
+def test_border_windows_hold_the_field_inside_the_image_on_aligned_grids():
+    # vgg16 conv5_3: field 196, jump 16 on 224; a corner unit needs only a 112 window
+    model = models.build("vgg16", input_size=224)
+    field = model.receptive_field("conv5_3")
+    rows, cols = np.array([0, 0, 13, 6, 13]), np.array([0, 13, 13, 6, 2])
+    tops, lefts = field.start[0] + rows * field.jump[0], field.start[1] + cols * field.jump[1]
+    s_h, s_w, side_h, side_w = topk.border_windows(model, "conv5_3", tops, lefts)
+    for v, s, side in ((tops, s_h, side_h), (lefts, s_w, side_w)):
+        assert np.all(s % 16 == 0) and np.all((224 - side) % 16 == 0) and np.all(s + side <= 224)
+        assert np.all(s <= np.maximum(v, 0)) and np.all(s + side >= np.minimum(v + 196, 224))
+        assert np.all((v + 196 < 224) | (s + side == 224))  # a field past the far edge: window ends there
+    assert (side_h[0], side_w[0]) == (112, 112) and (side_h[3], side_w[3]) == (224, 224)
+
+
+def test_chunks_pad_only_the_last_call_a_little():
+    # the last call rounds up to a multiple of 1/8 of the next power of two: 70 -> 80, 44 -> 48
+    calls = list(topk._chunks(np.arange(300), 128))
+    assert [len(padded) for _, padded in calls] == [128, 128, 48]
+    assert [len(part) for part, _ in calls] == [128, 128, 44]
+    np.testing.assert_array_equal(calls[-1][1], np.r_[256:300, [299] * 4])
+    assert [len(padded) for _, padded in topk._chunks(np.arange(70), 256)] == [80]
+    groups = np.arange(14).reshape(7, 2)
+    assert [padded.shape for _, padded in topk._chunks(groups, 4)] == [(4, 2), (3, 2)]
