@@ -373,9 +373,74 @@ class Model:
 
     @functools.cached_property
     def _init(self) -> Callable:
-        shape = (1, *self.input_shape)  # the dummy input is made inside, never captured from a trace
-        return jax.jit(lambda key: self._module.init(key, jnp.zeros(shape, jnp.float32), rules.gradient, False,
-                                                     None, None)["params"])
+        """The jitted initializer, without tracing a forward pass.
+
+        Draws exactly what ``_module.init`` on a dummy batch draws (Flax's
+        ``variance_scaling(2.0, "fan_in", "truncated_normal")``, each kernel's key derived
+        from its path): the weights are declared from the shapes of the layer tuple, in the
+        network's order and under its names. With threefry keys in partitionable mode (JAX's
+        default), element ``i`` of a draw depends on ``i`` alone, so kernels of similar size
+        are drawn in one batched call, padded to the largest and cut: the threefry rounds,
+        which dominate the compile time, are compiled once per group, not once per kernel
+        (mnist_cnn: 0.7 s instead of 2.7 s). Other keys take Flax's path.
+        """
+        inputs = dict(zip(self.names[1:], (self.shapes[n] for n in self.names)))
+        shapes = {}
+        for layer in self.layers:
+            fan_in = inputs.get(layer.name, self.input_shape)[-1]
+            if layer.kind == "conv":
+                shapes[layer.name] = (*layer.kernel, fan_in // layer.groups, layer.features)
+            elif layer.kind == "dense":
+                shapes[layer.name] = (fan_in, layer.features)
+
+        class _Declare(nn.Module):
+            @nn.compact
+            def __call__(self):
+                for name, shape in shapes.items():
+                    _Weights(shape, name=name)()
+
+        class _KernelKey(nn.Module):  # the key Flax hands ``_Weights``'s kernel initializer
+            @nn.compact
+            def __call__(self):
+                return self.param("kernel", lambda rng: rng)
+
+        class _Keys(nn.Module):
+            @nn.compact
+            def __call__(self):
+                for name in shapes:
+                    _KernelKey(name=name)()
+
+        sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+        groups, group = [], []  # by size, largest first; padding at most doubles a group (or 4M numbers)
+        for name in sorted(shapes, key=lambda n: -sizes[n]):
+            if group and (len(group) + 1) * sizes[group[0]] > max(
+                    2 * (sum(sizes[n] for n in group) + sizes[name]), 1 << 22):
+                groups.append(group)
+                group = []
+            group.append(name)
+        groups.append(group)
+
+        def batched(key):
+            keys = _Keys().init(key)["params"]
+            params = {}
+            for group in groups:
+                draws = jax.vmap(lambda k, n=sizes[group[0]]: jax.random.truncated_normal(k, -2, 2, (n,), jnp.float32))(
+                    jnp.stack([keys[name]["kernel"] for name in group]))
+                for i, name in enumerate(group):
+                    shape = shapes[name]
+                    variance = jnp.array(2.0 / math.prod(shape[:-1]), jnp.float32)
+                    stddev = jnp.sqrt(variance) / jnp.array(.87962566103423978, jnp.float32)
+                    params[name] = {"kernel": draws[i, :sizes[name]].reshape(shape) * stddev,
+                                    "bias": jnp.zeros(shape[-1:], jnp.float32)}
+            return {name: params[name] for name in shapes}
+
+        by_flax, by_group = jax.jit(lambda key: _Declare().init(key)["params"]), jax.jit(batched)
+
+        def init(key):
+            fast = jax.config.jax_threefry_partitionable and str(jax.random.key_impl(key)) == "threefry2x32"
+            return (by_group if fast else by_flax)(key)
+
+        return init
 
     def apply(self, params: Params, x, rule: str = "gradient", train: bool = False,
               rng: jax.Array | None = None, until: str | None = None):

@@ -79,6 +79,29 @@ def test_apply_returns_every_activation_and_switch():
     assert head.shape == (3, 14, 14, 32) and list(partial.activations)[-1] == "pool1"
 
 
+@pytest.mark.parametrize("model", [
+    models.mnist_cnn(), models.mnist_cnn(dilation=2, widths=(16, 32), hidden=64),
+    models.alexnet(num_classes=10, input_size=99).edit(conv2=dict(groups=2)),  # kernels drawn in several groups
+    models.zfnet(num_classes=7, widths=(8, 16, 16, 16, 8), hidden=32),
+], ids=lambda m: m.name)
+def test_init_draws_what_flax_draws_through_a_forward_pass(model):
+    # init declares the weights from the layer tuple and draws similar-sized kernels in one
+    # batched call; the values must stay those of Flax's init on a dummy batch, bit for bit
+    # (shipped checkpoints and every seeded result depend on them)
+    from jaxvis import rules
+
+    for key in (jax.random.key(3), jax.random.fold_in(jax.random.key(0), 0), jax.random.PRNGKey(5)):
+        by_forward_pass = model._module.init(key, jnp.zeros((1, *model.input_shape)), rules.gradient, False,
+                                             None, None)["params"]
+        params = model.init(key)
+        assert list(params) == list(by_forward_pass)
+        for name in params:
+            for leaf in ("kernel", "bias"):
+                np.testing.assert_array_equal(np.asarray(params[name][leaf]), np.asarray(by_forward_pass[name][leaf]),
+                                              err_msg=f"{name}/{leaf}")
+                assert params[name][leaf].dtype == by_forward_pass[name][leaf].dtype
+
+
 def test_dilation_keeps_shapes_and_parameters():
     base = models.build("mnist_cnn")
     for d in (2, 3, 4):

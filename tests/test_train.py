@@ -4,6 +4,7 @@ One uninterrupted run (``reference``) is the oracle for the others: a run killed
 resumed, a run over 4 devices, and ``train_many`` all reproduce it.
 """
 
+import functools
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -245,6 +247,36 @@ def test_train_many_reproduces_single_runs(reference, tmp_path, strategy):
         train.train_many(tiny_config(), tmp_path / "x", seeds=(1, 1))
     with pytest.raises(ValueError, match="unknown strategy 'pmap'"):
         train.train_many(tiny_config(), tmp_path / "x", seeds=(1, 2), strategy="pmap")
+
+
+def test_hybrid_convolutions_loop_over_models_and_keep_values_and_gradients():
+    # vmap over models: the same values and gradients as the plain convolution, but the
+    # program holds one ungrouped convolution per model instead of a grouped one
+    from jaxvis import layers
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 9, 9, 2)).astype(np.float32)  # models, batch, H, W, C
+    kernel = rng.standard_normal((3, 3, 3, 2, 5)).astype(np.float32)
+    bias = rng.standard_normal((3, 5)).astype(np.float32)
+    geometry = dict(stride=(2, 1), padding=((1, 2), (2, 2)), dilation=(1, 2))
+
+    def loss(conv, x, kernel, bias):
+        y = conv(x, kernel, bias, **geometry)
+        return jnp.sum(jnp.sin(y)), y
+
+    plain = jax.jit(jax.vmap(jax.value_and_grad(functools.partial(loss, layers.conv2d), (0, 1, 2), has_aux=True)))
+    looped_fn = jax.vmap(jax.value_and_grad(functools.partial(loss, train._conv2d_per_model), (0, 1, 2), has_aux=True))
+    looped = jax.jit(looped_fn)
+    for a, b in zip(jax.tree.leaves(plain(x, kernel, bias)), jax.tree.leaves(looped(x, kernel, bias))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    hlo = looped.lower(x, kernel, bias).compile().as_text()
+    convolutions = re.findall(r"= f32\[[\d,]+\][^ ]* convolution\(.*", hlo)
+    assert len(convolutions) == 3 * 3  # per model: forward, input and kernel gradients
+    assert not any("feature_group_count" in c or "batch_group_count" in c for c in convolutions)
+    # the swap of jaxvis.layers.conv2d lasts only while a hybrid step is traced
+    assert models.L.conv2d is layers.conv2d
+    jax.eval_shape(train._over_models(lambda x: models.L.conv2d(x, kernel[0]), "hybrid"), x)
+    assert models.L.conv2d is layers.conv2d
 
 
 def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
