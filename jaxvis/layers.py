@@ -11,6 +11,9 @@ All arrays are NHWC; kernels are HWIO (height, width, in/groups, out).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import math
 
 import jax
@@ -25,11 +28,72 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 
 def conv2d(x_NHWC, kernel_HWIO, bias_O=None, stride: Pair = (1, 1), padding: Padding = ((0, 0), (0, 0)),
            dilation: Pair = (1, 1), groups: int = 1):
-    """2-D cross-correlation with explicit padding, dilation and feature groups."""
-    y = lax.conv_general_dilated(
-        x_NHWC, kernel_HWIO, window_strides=stride, padding=padding,
-        rhs_dilation=dilation, dimension_numbers=_DIMS, feature_group_count=groups)
+    """2-D cross-correlation with explicit padding, dilation and feature groups.
+
+    Inside :func:`per_model_convolutions`, a ``vmap`` over this function runs one
+    convolution per mapped element instead of one grouped convolution (same values).
+    """
+    geometry = (tuple(stride), tuple(map(tuple, padding)), tuple(dilation), groups)
+    y = _looped_conv(*geometry)(x_NHWC, kernel_HWIO) if _PER_MODEL.get() else _conv(x_NHWC, kernel_HWIO, *geometry)
     return y if bias_O is None else y + bias_O.reshape(1, 1, 1, -1)
+
+
+def _conv(x_NHWC, kernel_HWIO, stride, padding, dilation, groups):
+    return lax.conv_general_dilated(x_NHWC, kernel_HWIO, window_strides=stride, padding=padding,
+                                    rhs_dilation=dilation, dimension_numbers=_DIMS, feature_group_count=groups)
+
+
+_PER_MODEL = contextvars.ContextVar("jaxvis_per_model_convolutions", default=False)
+
+
+@contextlib.contextmanager
+def per_model_convolutions():
+    """While a function is traced inside this block, ``jax.vmap`` of :func:`conv2d` over
+    a batch of kernels (several models) loops over the models, forward and both
+    gradients, instead of writing one grouped convolution; values are unchanged.
+
+    XLA:CPU runs grouped convolutions slowly; ``train_many(strategy="hybrid")`` traces its
+    vmapped step in this block. The setting is a context variable: other threads are not
+    affected.
+    """
+    token = _PER_MODEL.set(True)
+    try:
+        yield
+    finally:
+        _PER_MODEL.reset(token)
+
+
+def _loop_when_vmapped(fn):
+    """``fn``, whose ``vmap`` calls it once per mapped element and stacks the results."""
+    fn = jax.custom_batching.custom_vmap(fn)
+
+    @fn.def_vmap
+    def rule(axis_size, in_batched, *args):
+        outs = [fn(*(a[i] if batched else a for a, batched in zip(args, in_batched))) for i in range(axis_size)]
+        stacked = jax.tree.map(lambda *parts: jnp.stack(parts), *outs)
+        return stacked, jax.tree.map(lambda _: True, stacked)
+
+    return fn
+
+
+@functools.lru_cache(maxsize=None)
+def _looped_conv(stride, padding, dilation, groups):
+    """The convolution, looped under ``vmap``. ``custom_vmap`` functions cannot be
+    differentiated, so the forward pass and its VJP are each one, tied by ``custom_vjp``:
+    autodiff never sees the loop, and ``vmap`` of the gradient loops the input- and
+    kernel-gradient convolutions too."""
+    def conv(x, kernel):
+        return _conv(x, kernel, stride, padding, dilation, groups)
+
+    forward = _loop_when_vmapped(conv)
+    backward = _loop_when_vmapped(lambda x, kernel, g: jax.vjp(conv, x, kernel)[1](g))
+
+    @jax.custom_vjp
+    def looped(x, kernel):
+        return forward(x, kernel)
+
+    looped.defvjp(lambda x, kernel: (forward(x, kernel), (x, kernel)), lambda res, g: backward(*res, g))
+    return looped
 
 
 def transpose_kernel(kernel_HWIO, groups: int = 1):

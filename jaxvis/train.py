@@ -15,7 +15,6 @@ resumed run, a data-parallel run and ``train_many`` all reproduce ``train_and_ev
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -30,7 +29,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
-from jaxvis import _checks, checkpoint, data, models
+from jaxvis import _checks, checkpoint, data, layers, models
 from jaxvis.configs import Config
 
 METRICS_FILE = "metrics.jsonl"
@@ -119,7 +118,7 @@ def default_strategy() -> str:
       default on GPUs and TPUs (H100, 8 mnist_cnn models: 0.29x the sequential time).
     - ``hybrid``: ``vmap`` for everything but the convolutions, which (forward and both
       gradients) run model by model with the single-model kernels
-      (:func:`_per_model_convolutions`): one copy of the rest of the step to compile. The
+      (:func:`jaxvis.layers.per_model_convolutions`): one copy of the rest of the step to compile. The
       default on CPUs. 2 cores, 8 mnist_cnn models, 10 steps, the machine shared with
       another job (load ~3.4): 0.60x the sequential wall time (43.7 s against 73.3 s),
       its step compiling in 11.6 s against unroll's 24.0 s.
@@ -137,68 +136,6 @@ def default_strategy() -> str:
     return "hybrid" if jax.default_backend() == "cpu" else "vmap"
 
 
-def _loop_over_models(fn):
-    """``fn`` whose ``vmap`` calls it once per model and stacks the results (see ``hybrid``)."""
-    fn = jax.custom_batching.custom_vmap(fn)
-
-    @fn.def_vmap
-    def rule(axis_size, in_batched, *args):
-        outs = [fn(*(a[i] if batched else a for a, batched in zip(args, in_batched))) for i in range(axis_size)]
-        stacked = jax.tree.map(lambda *parts: jnp.stack(parts), *outs)
-        return stacked, jax.tree.map(lambda _: True, stacked)
-
-    return fn
-
-
-@functools.lru_cache(maxsize=None)
-def _looped_conv(stride, padding, dilation, groups):
-    """The convolution of :func:`jaxvis.layers.conv2d` (no bias), looped over models under ``vmap``.
-
-    ``custom_vmap`` functions cannot be differentiated, so the forward pass and its VJP
-    are each one (``custom_vjp`` ties them together): autodiff never sees the loop, and
-    ``vmap`` of the gradient loops the input- and kernel-gradient convolutions too.
-    """
-    def conv(x, kernel):
-        return _CONV2D(x, kernel, None, stride, padding, dilation, groups)
-
-    forward = _loop_over_models(conv)
-    backward = _loop_over_models(lambda x, kernel, g: jax.vjp(conv, x, kernel)[1](g))
-
-    @jax.custom_vjp
-    def looped(x, kernel):
-        return forward(x, kernel)
-
-    looped.defvjp(lambda x, kernel: (forward(x, kernel), (x, kernel)), lambda res, g: backward(*res, g))
-    return looped
-
-
-_CONV2D = models.L.conv2d
-
-
-def _conv2d_per_model(x_NHWC, kernel_HWIO, bias_O=None, stride=(1, 1), padding=((0, 0), (0, 0)),
-                      dilation=(1, 1), groups: int = 1):
-    """:func:`jaxvis.layers.conv2d`, equal in value; under ``vmap`` it runs model by model."""
-    y = _looped_conv(tuple(stride), tuple(map(tuple, padding)), tuple(dilation), groups)(x_NHWC, kernel_HWIO)
-    return y if bias_O is None else y + bias_O.reshape(1, 1, 1, -1)
-
-
-@contextlib.contextmanager
-def _per_model_convolutions():
-    """While tracing, networks convolve with :func:`_conv2d_per_model`.
-
-    ``jax.vmap`` over models turns each model's kernel into a group of one grouped
-    convolution, which XLA:CPU runs slowly; this swaps :mod:`jaxvis.layers`' ``conv2d``
-    (which :mod:`jaxvis.models` looks up at each call) for one whose batching rule loops
-    over the models instead. The swap only changes how a vmapped program is written,
-    never a value, so another thread tracing meanwhile still computes the same thing.
-    """
-    models.L.conv2d = _conv2d_per_model
-    try:
-        yield
-    finally:
-        models.L.conv2d = _CONV2D
-
-
 def _over_models(fn, strategy: str):
     """``fn`` over a leading model axis of every argument, by ``strategy`` (:func:`default_strategy`)."""
     if strategy == "vmap":
@@ -209,7 +146,7 @@ def _over_models(fn, strategy: str):
         vmapped = jax.vmap(fn)
 
         def hybrid(*args):
-            with _per_model_convolutions():
+            with layers.per_model_convolutions():
                 return vmapped(*args)
 
         return hybrid
