@@ -181,24 +181,32 @@ def _allowed_side(h: int, jump: int, least: int) -> int:
     return h if least >= h else h - ((h - least) // jump) * jump
 
 
-def _side_ladder(h: int, jump: int, size: int) -> np.ndarray:
-    """Window sides used for a layer, ascending: the side that holds any unit's field
-    (:func:`window_model`'s default) and two smaller ones, about 0.7 and 0.5 of it, for
-    units whose field is cut by the border. Few sides, few compiled shapes."""
+def _side_ladder(h: int, jump: int, size: int, fractions: tuple[float, ...]) -> np.ndarray:
+    """Window sides, ascending: the side that holds any unit's field (:func:`window_model`'s
+    default) and about ``fractions`` of it."""
     full = _allowed_side(h, jump, size + jump - 1)
-    return np.unique([_allowed_side(h, jump, max(1, math.ceil(f * full))) for f in (0.5, 0.7)] + [full])
+    return np.unique([_allowed_side(h, jump, max(1, math.ceil(f * full))) for f in fractions] + [full])
 
 
-def border_windows(model: Model, layer: str, tops, lefts) -> tuple[np.ndarray, ...]:
+def border_windows(model: Model, layer: str, tops, lefts, fractions: tuple[float, ...] | None = None
+                   ) -> tuple[np.ndarray, ...]:
     """Per unit (receptive field at ``tops``, ``lefts``), a window of the image that holds
     the field's part inside the image, as :func:`window_model` requires: ``(start_h,
-    start_w, side_h, side_w)``. Sides come from a short ladder (:func:`_side_ladder`)."""
+    start_w, side_h, side_w)``.
+
+    Sides come from a short ladder, so that few shapes compile: the side that holds any
+    unit's field and about ``fractions`` of it. The default, ``(0.5, 0.7)`` on CPUs,
+    gives units cut by the border smaller windows; on accelerators it is ``()`` (one
+    side), since there the calls' fixed costs outweigh the arithmetic saved.
+    """
+    if fractions is None:
+        fractions = (0.5, 0.7) if jax.default_backend() == "cpu" else ()
     field = model.receptive_field(layer)
     out = []
     for v, h, jump, size in zip((np.asarray(tops), np.asarray(lefts)), model.input_shape[:2], field.jump, field.size):
         start = (np.maximum(v, 0) // jump) * jump
         end = np.where(v + size >= h, h, h - ((h - np.minimum(v + size, h)) // jump) * jump)
-        ladder = _side_ladder(h, jump, size)
+        ladder = _side_ladder(h, jump, size, fractions)
         side = ladder[np.searchsorted(ladder, end - start)]
         out.append((np.minimum(start, h - side), side))
     (s_h, side_h), (s_w, side_w) = out

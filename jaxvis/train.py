@@ -112,28 +112,25 @@ STRATEGIES = ("vmap", "unroll", "map", "hybrid")
 
 
 def default_strategy() -> str:
-    """How ``train_many`` runs its K models in one program, by backend.
+    """How ``train_many`` runs its K models in one program: ``hybrid``, the fastest
+    measured on both a CPU and a GPU.
 
-    - ``vmap``: one batched step; per-model kernels become grouped convolutions. The
-      default on GPUs and TPUs (H100, 8 mnist_cnn models: 0.29x the sequential time).
     - ``hybrid``: ``vmap`` for everything but the convolutions, which (forward and both
       gradients) run model by model with the single-model kernels
-      (:func:`jaxvis.layers.per_model_convolutions`): one copy of the rest of the step to compile. The
-      default on CPUs. 2 cores, 8 mnist_cnn models, 10 steps, the machine shared with
-      another job (load ~3.4): 0.60x the sequential wall time (43.7 s against 73.3 s),
-      its step compiling in 11.6 s against unroll's 24.0 s.
-    - ``unroll``: the K steps written out one after another in one program, so XLA can
-      overlap them and runs the single-model convolution kernels; the fastest steady
-      rate on 2 cores (721 images/s against hybrid's 484) but compiles K copies of the
-      step: 0.80x the sequential time in the same run.
-    - ``map``: ``jax.lax.map`` over the models; compiles one step whatever K is, but ran
-      slowest on both backends.
+      (:func:`jaxvis.layers.per_model_convolutions`): one copy of the rest of the step to
+      compile.
+    - ``vmap``: one batched step; per-model kernels become grouped convolutions, which
+      XLA:CPU runs slowly.
+    - ``unroll``: the K steps written out one after another in one program; XLA overlaps
+      them (the best steady rate on 2 CPU cores) but compiles K copies of the step.
+    - ``map``: ``jax.lax.map`` over the models; one step to compile, slow on CPUs.
 
-    On CPUs grouped convolutions are slow: ``vmap`` took 2.59x the sequential time there.
-    ``unroll`` and ``hybrid`` evaluate with the single-model evaluator, model by model.
-    Figures: ``scripts/bench_train.py``, README "Benchmarks".
+    8 mnist_cnn models, time against 8 sequential runs (``scripts/bench_train.py``,
+    README "Benchmarks"): 2 CPU cores, 10 steps: hybrid 0.66x, unroll 0.77x, vmap 3.05x;
+    H100, 1000 steps: hybrid 0.20x, map 0.20x, vmap 0.25x, unroll 0.36x. ``unroll`` and
+    ``hybrid`` evaluate with the single-model evaluator, model by model.
     """
-    return "hybrid" if jax.default_backend() == "cpu" else "vmap"
+    return "hybrid"
 
 
 def _over_models(fn, strategy: str):
@@ -299,9 +296,9 @@ def train_many(config: Config, workdir, seeds, *, data_dir=None, progress: bool 
 
     Model ``k`` gets the initialization, data order and dropout of
     ``train_and_evaluate(config with seed=seeds[k])``. Parameters come with a leading
-    model axis, and the metrics as lists, one entry per seed. ``strategy``: ``vmap``,
-    ``unroll``, ``map`` or ``hybrid``, how each step runs the models (default :func:`default_strategy`,
-    by backend); all give the same result.
+    model axis, and the metrics as lists, one entry per seed. ``strategy``: ``hybrid``,
+    ``vmap``, ``unroll`` or ``map``, how each step runs the models (default and figures:
+    :func:`default_strategy`); all give the same result.
     """
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):

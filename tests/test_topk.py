@@ -123,12 +123,14 @@ def test_border_windows_hold_the_field_inside_the_image_on_aligned_grids():
     field = model.receptive_field("conv5_3")
     rows, cols = np.array([0, 0, 13, 6, 13]), np.array([0, 13, 13, 6, 2])
     tops, lefts = field.start[0] + rows * field.jump[0], field.start[1] + cols * field.jump[1]
-    s_h, s_w, side_h, side_w = topk.border_windows(model, "conv5_3", tops, lefts)
+    s_h, s_w, side_h, side_w = topk.border_windows(model, "conv5_3", tops, lefts, fractions=(0.5, 0.7))
     for v, s, side in ((tops, s_h, side_h), (lefts, s_w, side_w)):
         assert np.all(s % 16 == 0) and np.all((224 - side) % 16 == 0) and np.all(s + side <= 224)
         assert np.all(s <= np.maximum(v, 0)) and np.all(s + side >= np.minimum(v + 196, 224))
         assert np.all((v + 196 < 224) | (s + side == 224))  # a field past the far edge: window ends there
     assert (side_h[0], side_w[0]) == (112, 112) and (side_h[3], side_w[3]) == (224, 224)
+    one = topk.border_windows(model, "conv5_3", tops, lefts, fractions=())
+    assert np.all(one[2] == 224) and np.all(one[3] == 224)
 
 
 def test_chunks_pad_only_the_last_call_a_little():
