@@ -43,8 +43,7 @@ Approximations (Krypton's approximate inference): ``tau`` caps every conv/pool l
 at ``round(tau * W_out)`` (centre crop; the rest keeps the unoccluded values), and
 ``coarse_stride`` runs the coarse grid everywhere, then the fine ``stride`` only in the
 ``drill_fraction`` of coarse cells where the true-class probability drops most; other
-fine positions are interpolated bilinearly from the coarse grid (labels: the coarse
-cell's). Judge either with :func:`ssim` against
+fine positions take their coarse cell's values. Judge either with :func:`ssim` against
 the exact maps.
 """
 
@@ -86,8 +85,8 @@ class OcclusionMaps:
       score_NPQ, base_score_N: the true-class ``score`` (probability or logit) with the
         occluder there and unoccluded; their drop is what the attribution averages.
       attribution_NHW: Captum's ``Occlusion`` attribution of ``score`` (module docstring).
-      computed_NPQ: True where the position was run; False where drill-down interpolated
-        it from the coarse grid.
+      computed_NPQ: True where the position was run; False where drill-down copied the
+        coarse cell's values.
       score: "probability" or "logit", what the attribution measures.
     """
 
@@ -629,7 +628,7 @@ def _drill_down(run: Callable, grid_PQ2: np.ndarray, stride: tuple[int, int], co
                 fraction: float, n: int):
     """Krypton's adaptive drill-down: the coarse grid everywhere, then the fine grid in the
     ``fraction`` of coarse cells with the largest drop of the true-class probability;
-    the other fine positions are interpolated from the coarse grid (:func:`_upsample`)."""
+    the other fine positions take their coarse cell's (top-left position's) values."""
     if any(c % s or c <= s for c, s in zip(coarse, stride)):
         raise ValueError(f"coarse_stride must be a multiple of stride larger than it, got coarse_stride={coarse} "
                          f"with stride={stride}")
@@ -652,11 +651,12 @@ def _drill_down(run: Callable, grid_PQ2: np.ndarray, stride: tuple[int, int], co
     out, base, starts = run(starts_NT2=np.broadcast_to(coarse_starts, (n, pc * qc, 2)),
                             refine=(cells_per_image * len(offsets), choose))
     rows, cols = starts[:, pc * qc:, 0] // stride[0], starts[:, pc * qc:, 1] // stride[1]
+    upsample = (np.arange(p) // m[0])[:, None] * qc + (np.arange(q) // m[1])[None, :]
     images = np.arange(n)[:, None]
     maps = {}
     for name, values in out.items():
         if values is not None:
-            maps[name] = _upsample(values[:, :pc * qc].reshape(n, pc, qc), m, (p, q))
+            maps[name] = values[:, upsample]
             maps[name][images, rows, cols] = values[:, pc * qc:]
         else:
             maps[name] = None
@@ -664,24 +664,6 @@ def _drill_down(run: Callable, grid_PQ2: np.ndarray, stride: tuple[int, int], co
     computed[:, cell_rows[:, None], cell_cols[None, :]] = True
     computed[images, rows, cols] = True
     return maps, base, computed
-
-
-def _upsample(coarse_NPQ: np.ndarray, m: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """A coarse map whose point ``(i, j)`` sits at fine position ``(m0 i, m1 j)``, on the
-    fine grid ``size``: bilinear between coarse points (held constant past the last
-    one); integer maps (labels) take the nearest coarse point above-left."""
-    def axis(length, step, count):
-        lo = np.minimum(np.arange(length) // step, count - 1)
-        hi = np.minimum(lo + 1, count - 1)
-        return lo, hi, np.where(hi > lo, (np.arange(length) - lo * step) / step, 0.0)
-
-    (r0, r1, wr), (c0, c1, wc) = axis(size[0], m[0], coarse_NPQ.shape[1]), axis(size[1], m[1], coarse_NPQ.shape[2])
-    if not np.issubdtype(coarse_NPQ.dtype, np.floating):
-        return coarse_NPQ[:, r0[:, None], c0[None, :]]
-    v = coarse_NPQ.astype(np.float64)
-    top = v[:, r0][:, :, c0] * (1 - wc) + v[:, r0][:, :, c1] * wc
-    bottom = v[:, r1][:, :, c0] * (1 - wc) + v[:, r1][:, :, c1] * wc
-    return (top * (1 - wr)[:, None] + bottom * wr[:, None]).astype(coarse_NPQ.dtype)
 
 
 def captum_attribution(drop_NPQ, rows_P, cols_Q, patch: tuple[int, int], image_hw: tuple[int, int]) -> np.ndarray:

@@ -198,21 +198,16 @@ def test_ssim_hand_computed():
     assert ssim(np.ones((7, 7)), np.ones((7, 7))) == pytest.approx(1.0)  # flat: judged at range 0.01
 
 
-def test_drill_down_computes_the_top_fraction_and_interpolates_the_rest(mnist, full_maps):
+def test_drill_down_computes_the_top_fraction_and_copies_the_rest(mnist, full_maps):
     model, params, x, labels = mnist
     drilled = sweep(model, params, x, labels, PATCH, STRIDE, fill=0.5, coarse_stride=2 * STRIDE, drill_fraction=0.25)
     # 4 x 4 coarse cells; ceil(0.25 * 16) = 4 drilled, each adding up to 3 fine positions
     assert (drilled.computed_NPQ.sum((1, 2)) <= 16 + 4 * 3).all()
     done = drilled.computed_NPQ
     np.testing.assert_allclose(drilled.prob_NPQ[done], full_maps.prob_NPQ[done], rtol=0, atol=1e-6)
-    # 7 fine positions per axis, coarse points at 0, 2, 4, 6: odd ones halfway between two
-    coarse = full_maps.prob_NPQ[:, ::2, ::2].astype(np.float64)
-    rows = np.stack([np.interp(np.arange(7), [0, 2, 4, 6], c) for c in coarse.transpose(0, 2, 1).reshape(-1, 4)])
-    rows = rows.reshape(len(coarse), 4, 7).transpose(0, 2, 1)  # interpolated along rows
-    both = np.stack([np.interp(np.arange(7), [0, 2, 4, 6], r) for r in rows.reshape(-1, 4)]).reshape(-1, 7, 7)
-    np.testing.assert_allclose(drilled.prob_NPQ[~done], both[~done], rtol=0, atol=1e-6)
-    labels_copied = full_maps.label_NPQ[:, (np.arange(7) // 2 * 2)[:, None], (np.arange(7) // 2 * 2)[None, :]]
-    np.testing.assert_array_equal(drilled.label_NPQ[~done], labels_copied[~done])
+    cell = 2 * (np.arange(7) // 2)  # each fine position's coarse cell, at its top-left position
+    copied = full_maps.prob_NPQ[:, cell[:, None], cell[None, :]]
+    np.testing.assert_allclose(drilled.prob_NPQ[~done], copied[~done], rtol=0, atol=1e-6)
 
 
 def test_projective_field_threshold_is_close_to_exact(mnist, incremental_maps):
