@@ -220,6 +220,12 @@ def _crop(x_HWC, top, left, size):
     return jax.lax.dynamic_slice(padded, (top + size[0], left + size[1], 0), (*size, x_HWC.shape[2]))
 
 
+@functools.lru_cache(maxsize=None)
+def _crops(size: tuple[int, int]):
+    """Jitted, vmapped :func:`_crop` for one ``size``, built once (not per call)."""
+    return jax.jit(jax.vmap(functools.partial(_crop, size=size)))
+
+
 @functools.partial(jax.jit, static_argnames=("model", "layer", "rule"))
 def _project_fields(model, params, crops_BHWC, channels_B, layer, rule):
     select = Select.unit(channels_B, jnp.zeros_like(channels_B), jnp.zeros_like(channels_B))
@@ -314,7 +320,7 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
     out = np.zeros((channels * k, *field.size, model.input_shape[2]), np.float32)
     patches = np.zeros_like(out)
     small = field_model(model, layer)
-    crop = jax.jit(jax.vmap(functools.partial(_crop, size=field.size)))
+    crop = _crops(tuple(field.size))
     for part, padded in chunks(np.flatnonzero(inside), small):
         crops = crop(normalized(image_ids[padded]), tops[padded], lefts[padded])
         patches[part] = np.asarray(crops)[:len(part)]
@@ -335,7 +341,7 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
         for side in sorted(set(zip(side_h[groups_GP[:, 0]], side_w[groups_GP[:, 0]]))):
             same = groups_GP[(side_h[groups_GP[:, 0]] == side[0]) & (side_w[groups_GP[:, 0]] == side[1])]
             win = window_model(model, layer, tuple(int(v) for v in side))
-            window_crop = jax.jit(jax.vmap(functools.partial(_crop, size=win.input_shape[:2])))
+            window_crop = _crops(tuple(win.input_shape[:2]))
             for part, padded in _chunks(same, chunk or max(1, 2 * _fitting(win, layer, memory_budget) // (1 + per))):
                 first = padded[:, 0]
                 windows = window_crop(normalized(image_ids[first]), s_h[first], s_w[first])

@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 from tqdm import tqdm
 
-from jaxvis import checkpoint, configs, data, models, plots, train
+from jaxvis import checkpoint, cli, configs, data, models, plots, train
 from jaxvis.analysis import dilation
 from jaxvis.plots import saliency as saliency_plots
 
@@ -178,7 +178,7 @@ def analysis_digits(per_class: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``per_class`` digits of each class of the bundled test sample, class by class."""
     ds = data.open_dataset(ANALYSIS_DATASET, "test")
     images, labels = next(iter(ds.batches(ds.num_examples)))
-    index = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(ds.num_classes)])
+    index = cli.first_per_class(labels, per_class, ds.num_classes)
     return images[index], labels[index]
 
 
