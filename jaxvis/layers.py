@@ -96,6 +96,54 @@ def _looped_conv(stride, padding, dilation, groups):
     return looped
 
 
+# Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, CVPR 2016): each 2x2 output
+# tile from a 4x4 input tile with 16 multiplications instead of 36. ``_G`` transforms the
+# kernel; the input and output transforms (B^T, A^T) only add and subtract.
+_WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+
+
+def winograd_kernel(kernel_HWIO):
+    """A 3x3 kernel ``(3, 3, I, O)`` in Winograd's domain, ``(16, I, O)``, for :func:`winograd_conv`."""
+    if kernel_HWIO.shape[:2] != (3, 3):
+        raise ValueError(f"Winograd F(2x2, 3x3) needs a 3x3 kernel, got shape {kernel_HWIO.shape}")
+    g = jnp.asarray(_WINOGRAD_G, kernel_HWIO.dtype)
+    u = jnp.einsum("ai,ijcd,bj->abcd", g, kernel_HWIO, g, precision=lax.Precision.HIGHEST)
+    return u.reshape(16, *kernel_HWIO.shape[2:])
+
+
+def _winograd_input(rows):
+    """B^T applied along a list of 4 slices: ``(d0 - d2, d1 + d2, d2 - d1, d1 - d3)``."""
+    return [rows[0] - rows[2], rows[1] + rows[2], rows[2] - rows[1], rows[1] - rows[3]]
+
+
+def _winograd_output(m):
+    """A^T applied along a list of 4 slices: ``(m0 + m1 + m2, m1 - m2 - m3)``."""
+    return [m[0] + m[1] + m[2], m[1] - m[2] - m[3]]
+
+
+def winograd_conv(x_NHWC, u_16IO):
+    """Unpadded stride-1 3x3 convolution (no bias) by Winograd's F(2x2, 3x3).
+
+    Equal to :func:`conv2d` with the kernel ``u`` came from (:func:`winograd_kernel`) to
+    float rounding (about 1e-6 of the output's scale), with 4 multiply-adds per output
+    value and input channel instead of 9. On XLA:CPU it beats the direct convolution only
+    for wide layers (hundreds of channels), where the 16 matrix products dominate the
+    transforms.
+    """
+    n, h, w, _ = x_NHWC.shape
+    ho, wo = h - 2, w - 2
+    th, tw = -(-ho // 2), -(-wo // 2)
+    x = jnp.pad(x_NHWC, ((0, 0), (0, 2 * th + 2 - h), (0, 2 * tw + 2 - w), (0, 0)))
+    rows = _winograd_input([x[:, a:a + 2 * th:2] for a in range(4)])
+    tiles = jnp.stack([v for r in rows for v in _winograd_input([r[:, :, b:b + 2 * tw:2] for b in range(4)])])
+    m = jnp.einsum("knhwi,kio->knhwo", tiles, u_16IO, precision=lax.Precision.HIGHEST)
+    m = m.reshape(4, 4, *m.shape[1:])
+    cols = _winograd_output([m[:, b] for b in range(4)])  # A^T along the tile's columns
+    y = [_winograd_output([c[a] for a in range(4)]) for c in cols]  # y[b][a]: output (a, b) of each tile
+    y = jnp.stack([jnp.stack([y[b][a] for b in range(2)], axis=3) for a in range(2)], axis=2)
+    return y.reshape(n, 2 * th, 2 * tw, -1)[:, :ho, :wo]
+
+
 def transpose_kernel(kernel_HWIO, groups: int = 1):
     """The deconvnet filter: flipped spatially with input and output channels swapped.
 

@@ -47,6 +47,22 @@ def test_conv2d_matches_loop(rng, stride, pad, dil, groups):
     assert rel_err(got, conv_loop(x, k, b, stride, pad, dil, groups)) < 1e-5
 
 
+@pytest.mark.parametrize("shape", [(2, 11, 10, 4, 6), (1, 4, 4, 3, 2), (3, 9, 16, 72, 8), (1, 3, 5, 1, 1)])
+def test_winograd_conv_matches_loop(rng, shape):
+    # odd and even output sizes (tiles cut at the edge), one output row, many channels
+    n, h, w, cin, cout = shape
+    x = rng.normal(size=(n, h, w, cin)).astype(np.float32)
+    k = rng.normal(size=(3, 3, cin, cout)).astype(np.float32)
+    got = jax.jit(L.winograd_conv)(x, L.winograd_kernel(k))
+    assert got.shape == (n, h - 2, w - 2, cout)
+    assert rel_err(got, conv_loop(x, k, np.zeros(cout), (1, 1), ((0, 0), (0, 0)), (1, 1), 1)) < 1e-5
+
+
+def test_winograd_kernel_needs_3x3():
+    with pytest.raises(ValueError, match=r"needs a 3x3 kernel, got shape \(5, 5, 2, 4\)"):
+        L.winograd_kernel(jnp.zeros((5, 5, 2, 4)))
+
+
 @pytest.mark.parametrize("stride,pad,dil,groups", CONV_CASES)
 def test_deconv_is_the_adjoint_of_conv(rng, stride, pad, dil, groups):
     # <conv(x), y> == <x, deconv(y)> for every x, y defines the transposed filter.

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import rel_err
 
-from jaxvis import data, layers as L, models
-from jaxvis.occlusion import OcclusionMaps, _plan, captum_attribution, positions, propagate, ssim, summary, sweep
+from jaxvis import data, layers as L, models, occlusion
+from jaxvis.occlusion import (OcclusionMaps, _chunking, _memory, _plan, captum_attribution, positions, propagate, ssim,
+                              summary, sweep)
 from jaxvis.plots.occlusion import demo_figures
 
 PATCH, STRIDE, LAYER = 6, 4, "relu4"  # 7 x 7 positions on 28 x 28; the last row and column are cut to 4
@@ -180,6 +181,23 @@ def test_chunking_does_not_change_results(mnist, full_maps):
     assert rel_err(small.prob_NPQ, full_maps.prob_NPQ) <= 1e-6
     assert rel_err(small.feature_NPQ, full_maps.feature_NPQ) <= 1e-6
     assert (small.label_NPQ == full_maps.label_NPQ).all()
+
+
+def test_images_stacked_in_a_batch_give_the_same_maps(mnist, monkeypatch):
+    # a working set of two images' 49 positions: images are vmapped two at a time, and
+    # the third image of three runs in a padded call
+    model, params, x, labels = mnist
+    x3, labels3 = np.concatenate([x, x[:1]]), np.concatenate([labels, labels[:1]])
+    memory = _memory(model, _plan(model, (PATCH, PATCH), None))
+    monkeypatch.setattr(occlusion, "_WORKING_SET", 49 * memory[1])
+    assert _chunking(3, 49, *memory, 2e9, 1)[3] == 1
+    reference = sweep(model, params, x3, labels3, PATCH, STRIDE, fill=0.5, layer=LAYER, method="incremental")
+    monkeypatch.setattr(occlusion, "_WORKING_SET", 2 * 49 * memory[1])
+    assert _chunking(3, 49, *memory, 2e9, 1) == (2, 49, 49, 2)
+    stacked = sweep(model, params, x3, labels3, PATCH, STRIDE, fill=0.5, layer=LAYER, method="incremental")
+    assert rel_err(stacked.prob_NPQ, reference.prob_NPQ) <= 1e-6
+    assert rel_err(stacked.feature_NPQ, reference.feature_NPQ) <= 1e-6
+    assert (stacked.label_NPQ == reference.label_NPQ).all()
 
 
 # --- approximations --------------------------------------------------------------------
