@@ -161,6 +161,17 @@ def _checkpoint_dir(path) -> Path:
     return path
 
 
+def saved_steps(path) -> list[int]:
+    """The steps of the complete checkpoints in a training workdir (or its
+    ``checkpoints`` folder), ascending; orbax names each step's folder by its number
+    and gives unfinished ones a temporary suffix."""
+    path = Path(path)
+    directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if not directory.is_dir():
+        raise ValueError(f"{path} is neither a training workdir nor a checkpoint directory")
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
 def restore_model(path, step: int | None = None):
     """The model, parameters and card of a checkpoint (a shipped one or a training workdir).
 

@@ -38,6 +38,15 @@ RUN_SETTINGS = ("max_steps", "num_devices", "log_every_steps", "checkpoint_every
                 "eval_every_epochs", "eval_batch_size")
 
 
+def checkpoint_card(config: Config, seeds: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """The card a run writes beside its checkpoints, and checks before resuming: the model,
+    the data and every setting that changes what is computed. ``seeds`` for a
+    :func:`train_many` run, None for :func:`train_and_evaluate` (``config.seed``)."""
+    return {**config.model_card(), "num_models": None if seeds is None else len(seeds),
+            "seeds": [config.seed] if seeds is None else list(seeds), "dataset": config.dataset,
+            "config": {k: v for k, v in dataclasses.asdict(config).items() if k not in RUN_SETTINGS}}
+
+
 # ---------------------------------------------------------------------------------------
 # Optimizer
 
@@ -341,8 +350,7 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
     update = jax.jit(update, donate_argnums=0, out_shardings=(replicated, replicated))
 
     workdir = Path(workdir)
-    card = {**config.model_card(), "num_models": len(seeds) if stacked else None, "seeds": list(seeds), "dataset": config.dataset,
-            "config": {k: v for k, v in dataclasses.asdict(config).items() if k not in RUN_SETTINGS}}
+    card = checkpoint_card(config, seeds if stacked else None)
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", card, keep=config.keep_checkpoints)
     start = ckpt.latest_step() or 0
     stop = max(stop, start)

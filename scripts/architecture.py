@@ -41,7 +41,7 @@ import jax
 import numpy as np
 
 from jaxvis import checkpoint, cli, configs, data, plots, topk, train
-from jaxvis.analysis import evolution, filters
+from jaxvis.analysis import filters
 from jaxvis.plots import deconvnet
 
 import matplotlib.pyplot as plt  # noqa: E402  (after jaxvis.plots has chosen the Agg backend)
@@ -85,10 +85,8 @@ def start_with_conv1_std(config: configs.Config, workdir: Path, std: float, step
     params["conv1"]["kernel"] = std * jax.random.normal(jax.random.fold_in(key, 1), kernel.shape, kernel.dtype)
     tx = train.make_optimizer(config, steps_per_epoch)
     opt_state = jax.jit(lambda p: tx.update(jax.tree.map(jax.numpy.zeros_like, p), tx.init(p), p)[1])(params)
-    # the card train_and_evaluate writes for a single-model run; it refuses to resume from any other
-    card = {**config.model_card(), "num_models": None, "seeds": [config.seed], "dataset": config.dataset,
-            "config": {k: v for k, v in dataclasses.asdict(config).items() if k not in train.RUN_SETTINGS}}
-    ckpt = checkpoint.Checkpointer(workdir / "checkpoints", card, keep=config.keep_checkpoints)
+    # train_and_evaluate resumes only from a checkpoint with its own card
+    ckpt = checkpoint.Checkpointer(workdir / "checkpoints", train.checkpoint_card(config), keep=config.keep_checkpoints)
     ckpt.save(1, {"params": params, "opt_state": opt_state})
     ckpt.close()
 
@@ -103,7 +101,7 @@ def train_variant(config: configs.Config, workdir: Path, early_steps, progress: 
     if conv1_std > 0 and not (workdir / "checkpoints").is_dir():
         start_with_conv1_std(config, workdir, conv1_std, steps_per_epoch)
     seconds, result = 0.0, None
-    saved = evolution.saved_steps(workdir / "checkpoints") if (workdir / "checkpoints").is_dir() else []
+    saved = checkpoint.saved_steps(workdir / "checkpoints") if (workdir / "checkpoints").is_dir() else []
     for stop in [s for s in early_steps if s > max(saved, default=0)] + [None]:
         result = train.train_and_evaluate(dataclasses.replace(config, max_steps=stop), workdir, progress=progress)
         seconds += result["train_seconds"]
@@ -117,7 +115,7 @@ def analyse(workdir: Path, test: data.Dataset, maps: int, seed: int, batch_size:
     """The Fig. 6 numbers of one trained run, its conv1 kernel, and its layer-2 top-9 patches."""
     model, params, _ = checkpoint.restore_model(workdir)
     kernel = np.asarray(params["conv1"]["kernel"])
-    first = evolution.saved_steps(workdir)[0]
+    first = checkpoint.saved_steps(workdir)[0]
     first_kernel = np.asarray(checkpoint.restore_model(workdir, first)[1]["conv1"]["kernel"])
     stride = model.layer("conv1").stride[0]
     dead1, dead_ids = filters.dead_fraction(model, params, test.batches(batch_size), "relu1")

@@ -93,7 +93,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    steps = evolution.saved_steps(args.checkpoint)
+    steps = checkpoint.saved_steps(args.checkpoint)
     if not steps:
         raise SystemExit(f"{args.checkpoint} has no saved checkpoints")
     snapshots, card = [], None

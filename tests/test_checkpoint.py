@@ -161,3 +161,10 @@ def test_imagenet_factories_take_other_channels_with_their_statistics():
     assert model.input_shape == (64, 64, 1) and model.mean == (0.3,)
     with pytest.raises(ValueError, match="zfnet with 1 input channels needs mean and std with 1 values each"):
         models.build("zfnet", channels=1)
+
+
+def test_saved_steps_lists_only_complete_step_folders(tmp_path):
+    for name in ("250", "10", "30.orbax-checkpoint-tmp-17"):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+    (tmp_path / "checkpoints" / "card.json").write_text("{}")
+    assert checkpoint.saved_steps(tmp_path) == [10, 250]

@@ -90,13 +90,6 @@ def test_figure_writes_a_png(setup, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
-def test_saved_steps_lists_only_complete_step_folders(tmp_path):
-    for name in ("250", "10", "30.orbax-checkpoint-tmp-17"):
-        (tmp_path / "checkpoints" / name).mkdir(parents=True)
-    (tmp_path / "checkpoints" / "card.json").write_text("{}")
-    assert evolution.saved_steps(tmp_path) == [10, 250]
-
-
 @pytest.mark.parametrize("maps, snapshots, message", [
     ({"relu1": [4]}, 1, "out of range"),
     ({"relu1": [-1]}, 1, "out of range"),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -181,14 +180,3 @@ def filter_progress(model: Model, snapshots: Sequence[tuple[int, Params]],
         total_M = left_SM[0]
         out[layer] = 1.0 - np.divide(left_SM, total_M[None], out=np.zeros_like(left_SM), where=total_M[None] > 0)
     return out
-
-
-def saved_steps(path) -> list[int]:
-    """The steps of the complete checkpoints in a training workdir (or its
-    ``checkpoints`` folder), ascending; orbax names each step's folder by its number
-    and gives unfinished ones a temporary suffix."""
-    path = Path(path)
-    directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    if not directory.is_dir():
-        raise ValueError(f"{path} is neither a training workdir nor a checkpoint directory")
-    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from jaxvis import checkpoint, data, train
-from jaxvis.analysis import evolution
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import architecture  # noqa: E402
@@ -32,7 +31,7 @@ def test_variants_have_the_papers_first_layers_and_every_checkpoint(run):
         assert model.layer("conv1").stride == (stride, stride)
         assert model.shapes["conv1"][:2] == (conv1_map, conv1_map) and model.shapes["conv2"][:2] == (conv2_map,) * 2
         # 1,000 images in batches of 50: the initialization (step 1) and the epoch's end (step 20)
-        assert evolution.saved_steps(root / "runs" / variant) == [1, 20]
+        assert checkpoint.saved_steps(root / "runs" / variant) == [1, 20]
         _, first, _ = checkpoint.restore_model(root / "runs" / variant, 1)
         # conv1 drawn from N(0, 1e-2) (the paper's), the rest He-normal: std sqrt(2 / fan_in) (truncated: a bit less)
         assert 0.007 < np.std(first["conv1"]["kernel"]) < 0.013, variant

@@ -106,7 +106,7 @@ def _run(code: str, devices: int) -> str:
 
 
 def test_positions_spread_over_two_devices_give_the_same_maps(tmp_path):
-    code = f"""
+    code = """
 import jax, numpy as np
 from jax.sharding import Mesh
 from jaxvis import models
