@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import correspondence as correspondence_cli  # noqa: E402
 import invariance as invariance_cli  # noqa: E402
+import occlusion_summary  # noqa: E402
 
 CHECKPOINT = str(ROOT / "checkpoints" / "mnist_cnn")
 
@@ -65,3 +66,24 @@ def test_correspondence_cli_writes_the_table(tmp_path):
         correspondence_cli.main(["--checkpoint", CHECKPOINT, "--out", str(tmp_path), "--parts", "7:bar:0"])
     with pytest.raises(SystemExit, match=r"--images must be at least 2"):
         correspondence_cli.main(["--checkpoint", CHECKPOINT, "--out", str(tmp_path), "--images", "1"])
+
+
+def test_occlusion_summary_counts_from_the_csv(tmp_path):
+    rows = [  # label, predicted, drop, row, col, flipped
+        (7, 7, 0.0, 1.5, 1.5, 0.0), (2, 2, 0.9, 10.5, 12.5, 0.02),
+        (1, 3, 0.3, 14.5, 8.5, 0.5), (4, 4, 0.6, 10.5, 12.5, 0.0),
+    ]
+    lines = ["index,label,predicted,base_prob,min_prob,drop,row,col,peak_row,peak_col,flipped"]
+    lines += [f"{i},{a},{b},1,{1 - d},{d},{r},{c},0,0,{f}" for i, (a, b, d, r, c, f) in enumerate(rows)]
+    (tmp_path / "summary.csv").write_text("\n".join(lines) + "\n")
+    occlusion_summary.main([str(tmp_path)])
+    out = json.loads((tmp_path / "summary.json").read_text())
+    assert out["images"] == 4 and out["accuracy_unoccluded"] == 0.75
+    assert out["drop_quantiles"]["0.5"] == pytest.approx(0.45)  # between 0.3 and 0.6
+    assert out["images_with_drop_over_0.5"] == 0.5
+    assert out["images_where_some_occluder_changes_the_prediction"] == 0.5
+    assert out["mean_fraction_of_positions_changing_the_prediction"] == pytest.approx(0.13)
+    assert out["of_correct_images_changed_by_some_occluder"] == pytest.approx(1 / 3)
+    assert (tmp_path / "summary.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="no summary.csv"):
+        occlusion_summary.main([str(tmp_path / "missing")])
