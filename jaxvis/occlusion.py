@@ -437,10 +437,10 @@ def _memory(model: Model, steps: tuple[_Step, ...] | None) -> tuple[int, int, in
         if step.windowed:
             read, pads = step.read, step.canvas_padding(below[:2])
             batch += (read[0] + sum(step.slack[0])) * (read[1] + sum(step.slack[1])) * below[2]
+            canvases += (below[0] + sum(pads[0])) * (below[1] + sum(pads[1])) * below[2]
         if step.winograd:  # 16 values per 2x2 output tile: the transformed input and the products
             tiles = -(-step.size[0] // 2) * -(-step.size[1] // 2)
             batch += 16 * tiles * (below[2] + model.shapes[step.layer.name][-1])
-            canvases += (below[0] + sum(pads[0])) * (below[1] + sum(pads[1])) * below[2]
     return _BYTES * (activations + canvases), _BYTES * batch, _BYTES * call
 
 

@@ -183,6 +183,20 @@ def test_chunking_does_not_change_results(mnist, full_maps):
     assert (small.label_NPQ == full_maps.label_NPQ).all()
 
 
+@pytest.mark.parametrize("name,overrides,patch", [("mnist_cnn", {}, 6),
+                                                  ("vgg16", dict(input_size=64, num_classes=10), 16)])
+def test_memory_per_image_counts_what_an_incremental_pass_keeps(name, overrides, patch):
+    # oracle: the sizes of the arrays the unoccluded pass really makes and keeps
+    model = models.build(name, **overrides)
+    params = he_params(model)
+    steps = _plan(model, (patch, patch), None)
+    x, labels = jnp.zeros((1, *model.input_shape)), jnp.zeros((1,), jnp.int32)
+    _, activations, channel = occlusion._base(model, None, "probability", params, x, labels)
+    kept = occlusion._keep(model, steps, None, x, activations, channel)
+    floats = x.size + sum(a.size for a in activations.values()) + sum(c.size for c in kept["canvas"].values())
+    assert _memory(model, steps)[0] == 4 * floats
+
+
 def test_images_stacked_in_a_batch_give_the_same_maps(mnist, monkeypatch):
     # a working set of two images' 49 positions: images are vmapped two at a time, and
     # the third image of three runs in a padded call
