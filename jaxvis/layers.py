@@ -137,10 +137,9 @@ def winograd_conv(x_NHWC, u_16IO):
     rows = _winograd_input([x[:, a:a + 2 * th:2] for a in range(4)])
     tiles = jnp.stack([v for r in rows for v in _winograd_input([r[:, :, b:b + 2 * tw:2] for b in range(4)])])
     m = jnp.einsum("knhwi,kio->knhwo", tiles, u_16IO, precision=lax.Precision.HIGHEST)
-    m = m.reshape(4, 4, *m.shape[1:])
-    cols = _winograd_output([m[:, b] for b in range(4)])  # A^T along the tile's columns
-    y = [_winograd_output([c[a] for a in range(4)]) for c in cols]  # y[b][a]: output (a, b) of each tile
-    y = jnp.stack([jnp.stack([y[b][a] for b in range(2)], axis=3) for a in range(2)], axis=2)
+    m = m.reshape(4, 4, *m.shape[1:])  # (row a, column b) of the transformed tile
+    y = [_winograd_output(list(row)) for row in _winograd_output(list(m))]  # y[a][b]: output (a, b) of each tile
+    y = jnp.stack([jnp.stack(row, axis=3) for row in y], axis=2)  # (n, tile row, a, tile column, b, out)
     return y.reshape(n, 2 * th, 2 * tw, -1)[:, :ho, :wo]
 
 

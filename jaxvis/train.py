@@ -157,12 +157,15 @@ def _over_models(fn, strategy: str):
 
         return hybrid
 
-    def unrolled(*args):
-        count = jax.tree.leaves(args)[0].shape[0]
-        outs = [fn(*jax.tree.map(lambda a: a[k], args)) for k in range(count)]
-        return jax.tree.map(lambda *parts: jnp.stack(parts), *outs)
+    return lambda *args: _per_model(fn, args, ())
 
-    return unrolled
+
+def _per_model(fn, mapped: tuple, shared: tuple):
+    """``fn(*mapped[k], *shared)`` for each model ``k`` of the leading axis of ``mapped``,
+    one call after another, the results stacked."""
+    count = jax.tree.leaves(mapped)[0].shape[0]
+    outs = [fn(*jax.tree.map(lambda a: a[k], mapped), *shared) for k in range(count)]
+    return jax.tree.map(lambda *parts: jnp.stack(parts), *outs)
 
 
 @functools.lru_cache(maxsize=16)
@@ -188,12 +191,7 @@ def _evaluator(model: models.Model, stacked: bool, strategy: str = "vmap"):
         # model by model with the single-model program: its compile is a K-th of an unrolled one's
         single = _evaluator(model, False)
 
-        def per_model(params, *batch):
-            count = jax.tree.leaves(params)[0].shape[0]
-            sums = [single(jax.tree.map(lambda p, k=k: p[k], params), *batch) for k in range(count)]
-            return jax.tree.map(lambda *parts: jnp.stack(parts), *sums)
-
-        return per_model
+        return lambda params, *batch: _per_model(single, (params,), batch)
     over = _over_models(lambda params, *batch: evaluate_batch(params, *batch), strategy)
     return jax.jit(lambda params, *batch: over(params, *(
         jnp.broadcast_to(b, (jax.tree.leaves(params)[0].shape[0], *b.shape)) for b in batch)))
