@@ -121,8 +121,8 @@ STRATEGIES = ("vmap", "unroll", "map", "hybrid")
 
 
 def default_strategy() -> str:
-    """How ``train_many`` runs its K models in one program: ``hybrid``, the fastest
-    measured on both a CPU and a GPU.
+    """How ``train_many`` runs its K models in one program on this backend: ``unroll`` on
+    CPUs, ``hybrid`` elsewhere, the fastest measured on each.
 
     - ``hybrid``: ``vmap`` for everything but the convolutions, which (forward and both
       gradients) run model by model with the single-model kernels
@@ -131,15 +131,16 @@ def default_strategy() -> str:
     - ``vmap``: one batched step; per-model kernels become grouped convolutions, which
       XLA:CPU runs slowly.
     - ``unroll``: the K steps written out one after another in one program; XLA overlaps
-      them (the best steady rate on 2 CPU cores) but compiles K copies of the step.
+      them (the best steady rate on CPUs) but compiles K copies of the step.
     - ``map``: ``jax.lax.map`` over the models; one step to compile, slow on CPUs.
 
     8 mnist_cnn models, time against 8 sequential runs (``scripts/bench_train.py``,
-    README "Benchmarks"): 2 CPU cores, 10 steps: hybrid 0.66x, unroll 0.77x, vmap 3.05x;
-    H100, 1000 steps: hybrid 0.20x, map 0.20x, vmap 0.25x, unroll 0.36x. ``unroll`` and
-    ``hybrid`` evaluate with the single-model evaluator, model by model.
+    README "Benchmarks"): 2 CPU cores, 100 steps: unroll 0.65x, hybrid 0.72x (10 steps,
+    where compilation weighs more: hybrid 0.66x, unroll 0.77x, vmap 3.05x); H100, 1000
+    steps: hybrid 0.20x, map 0.20x, vmap 0.25x, unroll 0.36x. ``unroll`` and ``hybrid``
+    evaluate with the single-model evaluator, model by model.
     """
-    return "hybrid"
+    return "unroll" if jax.default_backend() == "cpu" else "hybrid"
 
 
 def _over_models(fn, strategy: str):
