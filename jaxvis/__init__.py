@@ -17,8 +17,8 @@ Note that ``jaxvis.project`` is the function; its module is imported as
 ``from jaxvis.project import ...``.
 """
 
-from jaxvis import layers, models, rules
+from jaxvis import layers, models, rules, weights
 from jaxvis.models import Layer, Model, build
 from jaxvis.project import Select, project, project_explicit
 
-__all__ = ["Layer", "Model", "Select", "build", "layers", "models", "project", "project_explicit", "rules"]
+__all__ = ["Layer", "Model", "Select", "build", "layers", "models", "project", "project_explicit", "rules", "weights"]

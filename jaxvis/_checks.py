@@ -83,6 +83,14 @@ def finite(x, what: str) -> None:
         )
 
 
+def count(what: str, value, minimum: int = 1, optional: bool = False) -> None:
+    """Raise unless ``value`` is an integer (not a bool) ``>= minimum``, or None if ``optional``."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{what} must be {'None or ' if optional else ''}an integer >= {minimum}, got {value!r}")
+
+
 def positive(what: str, value, strict: bool = True) -> None:
     ok = value > 0 if strict else value >= 0
     if not ok:

@@ -521,8 +521,7 @@ def open_dataset(name: str, split: str, *, data_dir=None, image_size: int | None
         if spec.reader is None and name != "mnist_sample":
             raise ValueError(f"image_size resizes datasets held in memory; {name} is read lazily and cropped to "
                              f"{spec.image_shape[0]}, so leave image_size None")
-        if not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(f"image_size must be None or an integer >= 1, got {image_size!r}")
+        _checks.count("image_size", image_size, optional=True)
     found = _open(name, split, data_dir, spec)
     if image_size is None or image_size == found.image_shape[0] == found.image_shape[1]:
         return found

@@ -140,6 +140,13 @@ def _check_layers(layers: Sequence[Layer]) -> None:
             raise ValueError(f"layer {layer.name!r}: dilation must be >= 1, got {layer.dilation}")
         if min(layer.stride) < 1:
             raise ValueError(f"layer {layer.name!r}: stride must be >= 1, got {layer.stride}")
+        if layer.kind in ("conv", "max_pool"):
+            if min(layer.kernel) < 1:
+                raise ValueError(f"layer {layer.name!r}: kernel must be >= 1, got {layer.kernel}")
+            if min(min(p) for p in layer.padding) < 0:
+                raise ValueError(f"layer {layer.name!r}: padding must be >= 0, got {layer.padding}")
+        if layer.groups < 1:
+            raise ValueError(f"layer {layer.name!r}: groups must be >= 1, got {layer.groups}")
 
 
 def layer_shapes(layers: Sequence[Layer], input_shape: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
@@ -353,7 +360,13 @@ class Model:
     # --- normalization -----------------------------------------------------------------
     def normalize(self, pixels):
         """Pixels in [0, 1] (or uint8 in [0, 255]), NHWC, to the network's input space."""
+        dtype = np.dtype(pixels.dtype) if hasattr(pixels, "dtype") else np.asarray(pixels).dtype
+        if dtype != np.uint8 and not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(f"pixels must be uint8 in [0, 255] or floats in [0, 1], got dtype {dtype}")
         pixels = jnp.asarray(pixels)
+        if pixels.ndim < 1 or pixels.shape[-1] != self.input_shape[-1]:
+            raise ValueError(f"pixels must have {self.input_shape[-1]} channels on their last axis (NHWC) for "
+                             f"{self.name}, got shape {pixels.shape}")
         if pixels.dtype == jnp.uint8:
             pixels = pixels.astype(jnp.float32) / 255.0
         return (pixels - self._channel(self.mean, pixels)) / self._channel(self.std, pixels)
@@ -489,8 +502,7 @@ def mnist_cnn(dilation: int = 1, num_classes: int = 10, widths: tuple[int, int] 
     ``dilation`` applies to all four convolutions; their padding equals the dilation, so
     every factor keeps the map sizes (28, 14, 7) and the parameter count unchanged.
     """
-    if not isinstance(dilation, int) or dilation < 1:
-        raise ValueError(f"dilation must be an integer >= 1, got {dilation!r}")
+    _checks.count("dilation", dilation)
     w1, w2 = widths
     d = dilation
     layers = (

@@ -88,7 +88,12 @@ class Select:
 
 def _as_index(*values):
     """Integer arrays broadcast to one shape, so that ``vmap`` maps every field."""
-    return tuple(jnp.broadcast_arrays(*(jnp.asarray(v).astype(jnp.int32) for v in values)))
+    arrays = [jnp.asarray(v) for v in values]
+    for name, a in zip(("channel", "row", "col"), arrays):
+        if not jnp.issubdtype(a.dtype, jnp.integer):
+            raise ValueError(f"a selection's {name} must be an integer, got dtype {a.dtype}"
+                             + (f" value {np.asarray(a).tolist()!r}" if _checks.is_concrete(a) and a.size < 10 else ""))
+    return tuple(jnp.broadcast_arrays(*(a.astype(jnp.int32) for a in arrays)))
 
 
 def check_select(model: Model, layer: str, select: Select) -> None:
@@ -99,6 +104,9 @@ def check_select(model: Model, layer: str, select: Select) -> None:
     if len(shape) == 1 and select.mode != "unit":
         raise ValueError(f"layer {layer!r} is dense (shape {shape}); only Select.unit(index) applies to it")
     _checks.index(f"channel of layer {layer!r}", select.channel, shape[-1])
+    if select.mode == "unit" and len(shape) == 1:
+        _checks.index(f"row of dense layer {layer!r}", select.row, 1)
+        _checks.index(f"col of dense layer {layer!r}", select.col, 1)
     if select.mode == "unit" and len(shape) == 3:
         _checks.index(f"row of layer {layer!r}", select.row, shape[0])
         _checks.index(f"col of layer {layer!r}", select.col, shape[1])
@@ -109,11 +117,16 @@ def strongest_map(act_HWC) -> jax.Array:
     return jnp.argmax(act_HWC.reshape(-1, act_HWC.shape[-1]).max(axis=0))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "layer", "rule"))
 def project_strongest(model: Model, params: Params, x_NHWC, layer: str, rule: str = "deconvnet"):
     """For each image, its strongest map of ``layer`` projected alone (the paper's
     single-image view). Returns ``(projections_NHWC, channels_N)``."""
+    _checks.images(x_NHWC, model.input_shape)
     model.check_layer(layer, spatial=True)
+    return _project_strongest(model, params, x_NHWC, layer, rule)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer", "rule"))
+def _project_strongest(model: Model, params: Params, x_NHWC, layer: str, rule: str):
     _, trace = model.apply(params, x_NHWC, until=layer)
     channels = jax.vmap(strongest_map)(trace.activations[layer])
     fn = jax.vmap(functools.partial(_project, model, params, layer=layer, rule=rule))

@@ -98,8 +98,9 @@ def smoothgrad(model: Model, params: Params, x_NHWC, classes, key: jax.Array, sa
     noisy copies of the batch go through the network at once. Shapes as :func:`gradients`.
     """
     classes_NK, several = _classes_NK(model, x_NHWC, classes)
-    _checks.positive("samples", samples)
+    _checks.count("samples", samples)
     _checks.positive("noise", noise, strict=False)
+    _checks.count("chunk", chunk)
     return _unstack(_smoothgrad(model, params, x_NHWC, classes_NK, key, samples, noise, rule, chunk), several)
 
 
@@ -123,9 +124,9 @@ def integrated_gradients(model: Model, params: Params, x_NHWC, classes, baseline
     (pixels 0, normalized). Shapes as :func:`gradients`.
     """
     classes_NK, several = _classes_NK(model, x_NHWC, classes)
-    _checks.positive("steps", steps)
-    baseline_NHWC = black(model, x_NHWC) if baseline_NHWC is None else jnp.broadcast_to(baseline_NHWC, x_NHWC.shape)
-    _checks.images(baseline_NHWC, model.input_shape, what="baseline")
+    _checks.count("steps", steps)
+    _checks.count("chunk", chunk)
+    baseline_NHWC = _baseline(model, x_NHWC, baseline_NHWC)
     return _unstack(_integrated_gradients(model, params, x_NHWC, classes_NK, baseline_NHWC, steps, chunk), several)
 
 
@@ -265,6 +266,19 @@ def insertion(model: Model, params: Params, x_NHWC, maps_NHW, classes_N, steps: 
     return _curves(model, params, x_NHWC, maps_NHW, classes_N, steps, baseline_NHWC, chunk, insert=True)
 
 
+def _baseline(model: Model, x_NHWC, baseline):
+    """The baseline broadcast to the images' shape (default: black), checked like images."""
+    if baseline is None:
+        return black(model, x_NHWC)
+    try:
+        baseline = jnp.broadcast_to(baseline, x_NHWC.shape)
+    except ValueError:
+        raise ValueError(f"baseline must broadcast to the images' shape {tuple(x_NHWC.shape)} (one image, or one "
+                         f"per image), got shape {np.shape(baseline)}") from None
+    _checks.images(baseline, model.input_shape, what="baseline")
+    return baseline
+
+
 def _curves(model, params, x_NHWC, maps_NHW, classes_N, steps, baseline_NHWC, chunk, insert):
     classes_NK, several = _classes_NK(model, x_NHWC, classes_N)
     if several:
@@ -273,8 +287,9 @@ def _curves(model, params, x_NHWC, maps_NHW, classes_N, steps, baseline_NHWC, ch
         raise ValueError(f"maps must have shape {x_NHWC.shape[:3]} (one H x W map per image), "
                          f"got {np.shape(maps_NHW)}")
     _checks.finite(maps_NHW, "maps")
-    _checks.positive("steps", steps)
-    baseline_NHWC = black(model, x_NHWC) if baseline_NHWC is None else jnp.broadcast_to(baseline_NHWC, x_NHWC.shape)
+    _checks.count("steps", steps)
+    _checks.count("chunk", chunk)
+    baseline_NHWC = _baseline(model, x_NHWC, baseline_NHWC)
     return _curves_jit(model, params, x_NHWC, jnp.asarray(maps_NHW), classes_NK[:, 0], baseline_NHWC, steps, chunk,
                        insert)
 

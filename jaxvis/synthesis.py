@@ -87,8 +87,7 @@ class Settings:
     clip_pixels: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        _checks.count("steps", self.steps)
         _checks.positive("learning_rate", self.learning_rate)
         _checks.choice("schedule", self.schedule, SCHEDULES)
         if not 0 <= self.momentum < 1:

@@ -109,8 +109,7 @@ def top_k(model: Model, params: Params, batches: Iterable, layers: str | Iterabl
         raise ValueError("top_k needs at least one layer, got none")
     for name in names:
         model.check_layer(name, spatial=True)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    _checks.count("k", k)
     states = {name: _init(model.shapes[name][-1], k) for name in names}
     seen = 0
     for batch in batches:
@@ -299,6 +298,7 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
         raise ValueError(f"top has {top.value.shape[0]} maps but layer {layer!r} has {model.shapes[layer][-1]}")
     maps = np.arange(top.value.shape[0]) if maps is None else np.asarray(list(maps), np.int32)
     _checks.index(f"maps of layer {layer!r}", maps, top.value.shape[0])
+    _checks.count("chunk", chunk, optional=True)
     channels, k = len(maps), top.value.shape[1]
     image_ids = np.asarray(top.image)[maps].ravel()
     if (image_ids < 0).any() or image_ids.max() >= len(images):

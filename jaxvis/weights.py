@@ -173,6 +173,9 @@ def _convert(model: Model, tensors: Mapping[str, object], entries: list[_Entry],
                             f"got {_shape_str(a.shape)}")
             if e is first_dense:
                 hint += _flatten_hint(model, e.layer)
+        elif not np.all(np.isfinite(a)):
+            problems.append(f"{e.key} holds {int(np.size(a) - np.isfinite(a).sum())} non-finite values "
+                            "(NaN or infinity)")
         else:
             arrays[e.key] = a
     if problems:
@@ -326,8 +329,13 @@ def _read_keras_h5(path: Path) -> dict[str, np.ndarray]:
             out = {}
             for layer in layer_names:
                 group = root[layer]
-                for weight in _h5_names(group, "weight_names"):
-                    out[weight] = np.asarray(group[weight])
+                names = _h5_names(group, "weight_names")
+                # Keras reads a layer's weights by their order (kernel, then bias), not by
+                # name: the released VGG files name them block1_conv1_W_1:0 and
+                # block1_conv1_b_1:0 (Keras 1), later files block1_conv1/kernel:0.
+                keys = [f"{layer}/kernel:0", f"{layer}/bias:0"] if len(names) == 2 else names
+                for key, weight in zip(keys, names):
+                    out[key] = np.asarray(group[weight])
             return out
     except Exception as err:
         raise ValueError(f"cannot read {str(path)!r} as a Keras-2 .h5 weights file (root attribute "

@@ -163,6 +163,26 @@ def test_bad_dilation_names_factor_and_layer():
         models.Model("tiny", (models.conv("conv", 4, 3, dilation=4),), (8, 8, 1))
 
 
+@pytest.mark.parametrize("layer,message", [
+    (models.conv("c", 4, 3, groups=0), r"layer 'c': groups must be >= 1, got 0"),
+    (models.conv("c", 4, 0), r"layer 'c': kernel must be >= 1, got \(0, 0\)"),
+    (models.conv("c", 4, 3, padding=-1), r"layer 'c': padding must be >= 0, got \(\(-1, -1\), \(-1, -1\)\)"),
+    (models.max_pool("p", 0, stride=1), r"layer 'p': kernel must be >= 1"),
+])
+def test_bad_layer_definitions_are_rejected_clearly(layer, message):
+    with pytest.raises(ValueError, match=message):
+        models.Model("tiny", (layer,), (8, 8, 1))
+
+
+@pytest.mark.parametrize("pixels,message", [
+    (np.zeros((2, 28, 28, 1), np.int64), r"uint8 in \[0, 255\] or floats in \[0, 1\], got dtype int64"),
+    (np.zeros((2, 28, 28, 3), np.float32), r"1 channels on their last axis.*got shape \(2, 28, 28, 3\)"),
+])
+def test_normalize_rejects_other_pixels(mnist, pixels, message):
+    with pytest.raises(ValueError, match=message):
+        mnist[0].normalize(pixels)
+
+
 def test_edits_make_new_tuples_and_recheck_shapes():
     base = models.build("zfnet", input_size=64, widths=(8, 16, 16, 16, 16), hidden=32, num_classes=10)
     alex_like = base.edit(conv1=dict(kernel=11, stride=4, padding=2), conv2=dict(stride=1, padding=2))

@@ -12,7 +12,7 @@ from jax import lax
 
 from jaxvis import layers as L
 from jaxvis import models
-from jaxvis.project import Select, project, project_explicit
+from jaxvis.project import Select, project, project_explicit, project_strongest
 
 
 def assert_vjp_equals_explicit_in_every_conv_layer(model):
@@ -123,3 +123,11 @@ def test_bad_selections_are_rejected_clearly():
         project_explicit(model, params, x, "conv5", Select.strongest(0))
     with pytest.raises(ValueError, match=r"image must be finite"):
         project(model, params, x.at[3, 3, 0].set(jnp.inf), "conv1", Select.strongest(0))
+    with pytest.raises(ValueError, match=r"row of dense layer 'relu5' out of range: expected 0 <= .* < 1, got \[1\]"):
+        project(model, params, x, "relu5", Select.unit(3, 1, 0))
+    with pytest.raises(ValueError, match=r"selection's row must be an integer, got dtype float32 value 3.7"):
+        Select.unit(2, 3.7, 0)
+    with pytest.raises(ValueError, match=r"images must be finite"):
+        project_strongest(model, params, x.at[3, 3, 0].set(jnp.nan)[None], "conv2")
+    with pytest.raises(ValueError, match=r"images must have 1 channels"):
+        project_strongest(model, params, jnp.zeros((2, 28, 28, 3)), "conv2")

@@ -237,8 +237,11 @@ FC1_FILL = 0.25
 VGG16_KERAS_CONVS = [(1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)]
 
 
-def write_keras_vgg16(path, rng, top=True):
-    """Write random weights in the Keras-2 layout; return what was written, by Keras name."""
+def write_keras_vgg16(path, rng, top=True, keras1_names=False):
+    """Write random weights in the Keras-2 layout; return what was written, by Keras name.
+
+    ``keras1_names``: name the weights as the released VGG files do (written by Keras 1):
+    ``block1_conv1_W_1:0`` and ``block1_conv1_b_1:0`` in the layer's group."""
     layers, cin = [("input_1", None, None)], 3  # weightless layers are listed too
     for block, n, width in VGG16_KERAS_CONVS:
         for i in range(1, n + 1):
@@ -261,26 +264,30 @@ def write_keras_vgg16(path, rng, top=True):
             if bias is None:
                 g.attrs["weight_names"] = np.array([], dtype="S1")
                 continue
-            g.attrs["weight_names"] = np.array([f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()])
+            kernel_name, bias_name = ((f"{name}_W_1:0", f"{name}_b_1:0") if keras1_names
+                                      else (f"{name}/kernel:0", f"{name}/bias:0"))
+            g.attrs["weight_names"] = np.array([kernel_name.encode(), bias_name.encode()])
             if name == "fc1":
                 # 25088 x 4096 (100M values): write the first and last 1024 rows, leave the
                 # other chunks unwritten so they read as the fill value; keeps the test fast
-                kernel = g.create_dataset(f"{name}/kernel:0", shape=(25088, 4096), dtype=np.float32,
+                kernel = g.create_dataset(kernel_name, shape=(25088, 4096), dtype=np.float32,
                                           chunks=(1024, 4096), fillvalue=FC1_FILL)
                 kernel[:1024] = rng.standard_normal((1024, 4096), dtype=np.float32)
                 kernel[-1024:] = rng.standard_normal((1024, 4096), dtype=np.float32)
                 kernel = (kernel[:1024], kernel[-1024:])
             else:
-                g.create_dataset(f"{name}/kernel:0", data=kernel)
-            g.create_dataset(f"{name}/bias:0", data=bias)
+                g.create_dataset(kernel_name, data=kernel)
+            g.create_dataset(bias_name, data=bias)
             written[name] = (kernel, bias)
     return written
 
 
-def test_keras_h5_vgg16(tmp_path):
+@pytest.mark.parametrize("keras1_names", [False, True], ids=["keras2-names", "released-file-names"])
+def test_keras_h5_vgg16(tmp_path, keras1_names):
     t0 = time.perf_counter()
     model = models.build("vgg16")
-    written = write_keras_vgg16(tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels.h5", np.random.default_rng(6))
+    written = write_keras_vgg16(tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels.h5", np.random.default_rng(6),
+                                keras1_names=keras1_names)
     params = weights.load(model, tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
     assert_like_init(model, params)
     mapping = {f"conv{b}_{i}": f"block{b}_conv{i}" for b, n, _ in VGG16_KERAS_CONVS for i in range(1, n + 1)}
@@ -329,12 +336,15 @@ def test_every_problem_is_listed(tmp_path):
     state["classifier.0.weight"] = np.zeros((128, 3137), np.float32)
     state["features.5.bias"] = np.zeros(65, np.float32)
     state["features.7.bias"] = np.zeros(64, np.int32)
+    state["features.2.weight"][0, 0, 1, 2] = np.nan
+    state["features.2.weight"][3, 1, 2, 0] = np.inf
     path = tmp_path / "bad.npz"
     write_npz(path, state)
     with pytest.raises(ValueError) as info:
         weights.load(model, path)
     msg = str(info.value)
-    assert str(path) in msg and "6 problems" in msg
+    assert str(path) in msg and "7 problems" in msg
+    assert "features.2.weight holds 2 non-finite values" in msg
     assert "missing features.0.weight (expected shape (32, 1, 3, 3))" in msg
     assert "missing classifier.3.bias (expected shape (10,))" in msg
     assert "unexpected features.1.weight (shape (3,))" in msg

@@ -79,9 +79,7 @@ class Config:
         _checks.choice("schedule", self.schedule, SCHEDULES)
         for key in ("num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs", "log_every_steps",
                     "checkpoint_every_steps", "keep_checkpoints"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+            _checks.count(key, getattr(self, key))
         _checks.positive("learning_rate", self.learning_rate)
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
@@ -96,12 +94,8 @@ class Config:
                              f"{self.num_epochs}), got {self.decay_epochs!r}")
         if self.filter_radius is not None:
             _checks.positive("filter_radius", self.filter_radius)
-        for key in ("max_steps", "num_devices"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{key} must be None or an integer >= 1, got {value!r}")
-        if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size < 1):
-            raise ValueError(f"image_size must be None or an integer >= 1, got {self.image_size!r}")
+        for key in ("max_steps", "num_devices", "image_size"):
+            _checks.count(key, getattr(self, key), optional=True)
         model = self.build_model()
         spec = data.DATASETS[self.dataset]
         shape = spec.image_shape if self.image_size is None else (self.image_size, self.image_size,
