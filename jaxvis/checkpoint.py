@@ -19,6 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxvis import models
+from jaxvis._io import write_text_atomically
 
 CARD = "card.json"
 
@@ -38,8 +39,7 @@ def read_card(directory) -> dict[str, Any]:
 
 
 def write_card(directory, card: dict[str, Any]) -> None:
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    (Path(directory) / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    write_text_atomically(Path(directory) / CARD, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
 def model_from_card(card: dict[str, Any]) -> models.Model:
@@ -92,20 +92,23 @@ class Checkpointer:
 
     Args:
       directory: where the step folders and ``card.json`` go.
-      card: what the run trains (model, settings). If the directory already has a
-        different card, ``ValueError``: a run resumes only with what it started with.
+      card: what the run trains (model, settings). If the directory already has
+        checkpoints with a different card, ``ValueError``: a run resumes only with what it
+        started with. Without checkpoints (a run that stopped before its first) the card
+        is replaced.
       keep: how many of the latest checkpoints to keep.
       items: the parts of the state saved as separate orbax items.
     """
 
     def __init__(self, directory, card: dict[str, Any], keep: int = 2, items=("params", "opt_state")):
         self.directory = Path(directory).absolute()
-        if (self.directory / CARD).is_file():
+        saved = self.directory.is_dir() and any(p.is_dir() and p.name.isdigit() for p in self.directory.iterdir())
+        if saved and (self.directory / CARD).is_file():
             differences = _differences(read_card(self.directory), card)
             if differences:
                 raise ValueError(f"{self.directory} holds checkpoints of another run ({'; '.join(differences)}); "
                                  "use another workdir, or the same settings to resume")
-        elif jax.process_index() == 0:
+        elif jax.process_index() == 0:  # no checkpoint yet (a run that failed before its first): a new card
             write_card(self.directory, card)
         self.items = tuple(items)
         # cleanup: a run killed while saving leaves a temporary folder, never a step folder

@@ -76,10 +76,14 @@ def first_per_class(labels_N: np.ndarray, count: int = 1, num_classes: int | Non
 
 
 def setting(text: str) -> tuple[str, object]:
-    """``--set KEY=VALUE``: the value as a Python literal (``3``, ``1e-3``, ``(16, 32)``), else a string."""
+    """``--set KEY=VALUE``: the value as a Python literal (``3``, ``1e-3``, ``(16, 32)``,
+    ``True``; also ``true``/``false``, ``none``), else a string."""
     key, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"--set takes key=value, got {text!r}")
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if value.strip().lower() in words:
+        return key, words[value.strip().lower()]
     try:
         return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):

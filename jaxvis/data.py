@@ -155,7 +155,7 @@ def _image_folder(directory: Path, split: str):
     if split_dir is None:
         return None
     class_root = directory / "train" if (directory / "train").is_dir() else split_dir
-    wnids = sorted(e.name for e in os.scandir(class_root) if e.is_dir())
+    wnids = sorted(e.name for e in os.scandir(class_root) if e.is_dir() and not e.name.startswith("."))
     if not wnids:
         raise ValueError(f"{class_root} has no class folders: expected {class_root}/<wnid>/*.JPEG")
     paths, labels = [], []
@@ -166,7 +166,8 @@ def _image_folder(directory: Path, split: str):
                        if e.is_file() and e.name.lower().endswith(_IMAGE_SUFFIXES))
         paths += files
         labels += [label] * len(files)
-    extra = sorted(set(e.name for e in os.scandir(split_dir) if e.is_dir()) - set(wnids))
+    extra = sorted(set(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+                   - set(wnids))
     if extra:
         raise ValueError(f"{split_dir} has class folders {extra[:5]} that {class_root} lacks")
     if not paths:
@@ -241,8 +242,11 @@ class _Lazy:
 def _open_image(path: str):
     from PIL import Image
 
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for unreadable, truncated or corrupt files
+        raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
 
 
 def _pad_crop_flip(images_NHWC: np.ndarray, pad: int, draws_N3: np.ndarray) -> np.ndarray:
@@ -272,17 +276,19 @@ class _Spec:
 _MNIST_HOW = ("download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
               "t10k-labels-idx1-ubyte.gz (for example from https://ossci-datasets.s3.amazonaws.com/mnist/) "
               "into DIR/mnist and pass --data-dir DIR (or set JAXVIS_DATA_DIR=DIR), or "
-              "`pip install tensorflow-datasets && tfds build mnist`")
+              "`pip install tensorflow-datasets && tfds build mnist --file_format=array_record`")
 _FASHION_HOW = ("on Debian/Ubuntu `apt-get install dataset-fashion-mnist`; or download the four IDX files from "
                 "https://github.com/zalandoresearch/fashion-mnist into DIR/fashion_mnist and pass --data-dir DIR "
-                "(or set JAXVIS_DATA_DIR=DIR); or `pip install tensorflow-datasets && tfds build fashion_mnist`")
+                "(or set JAXVIS_DATA_DIR=DIR); or `pip install tensorflow-datasets && "
+                "tfds build fashion_mnist --file_format=array_record`")
 _CIFAR_HOW = ("download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, extract it in DIR (giving "
               "DIR/cifar-10-batches-py) and pass --data-dir DIR (or set JAXVIS_DATA_DIR=DIR); or "
-              "`pip install tensorflow-datasets && tfds build cifar10`")
+              "`pip install tensorflow-datasets && tfds build cifar10 --file_format=array_record`")
 _IMAGENET_HOW = ("ILSVRC2012 needs registration at https://image-net.org; arrange it as "
                  "DIR/imagenet2012/train/<wnid>/*.JPEG and DIR/imagenet2012/val/<wnid>/*.JPEG and pass "
                  "--data-dir DIR (or set JAXVIS_DATA_DIR=DIR); or put ILSVRC2012_img_train.tar and "
-                 "ILSVRC2012_img_val.tar in tfds' manual directory and `tfds build imagenet2012`")
+                 "ILSVRC2012_img_val.tar in tfds' manual directory and "
+                 "`tfds build imagenet2012 --file_format=array_record`")
 
 DIGITS = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -457,7 +463,11 @@ class Batches:
 
 
 def _candidates(base: Path, spec: _Spec) -> list[Path]:
-    return [base] + [base / d for d in spec.dirnames]
+    """``base`` itself, then its folders named after the dataset. ``base`` itself is left
+    out where its name is another dataset's: MNIST and Fashion-MNIST have the same file
+    names, so the files in ``.../mnist`` must not be read as Fashion-MNIST."""
+    others = {d.lower() for other in DATASETS.values() if other is not spec for d in other.dirnames}
+    return [base] * (base.name.lower() not in others) + [base / d for d in spec.dirnames]
 
 
 def _local(name: str, split: str, base: Path, spec: _Spec):
@@ -481,8 +491,12 @@ def _tfds(name: str, split: str, data_dir: Path | None, spec: _Spec):
     """``(source, where, class_names)`` from tensorflow-datasets; raises when not prepared."""
     import tensorflow_datasets as tfds
 
-    ds = tfds.data_source(spec.tfds_name, split=split, data_dir=None if data_dir is None else str(data_dir),
-                          download=False)
+    try:
+        ds = tfds.data_source(spec.tfds_name, split=split, data_dir=None if data_dir is None else str(data_dir),
+                              download=False)
+    except NotImplementedError as err:  # prepared as TFRecord (tfds' default), which has no random access
+        raise RuntimeError(f"{spec.tfds_name} is prepared in a format without random access ({err}); rebuild it "
+                           f"with `tfds build {spec.tfds_name} --file_format=array_record`") from err
     where = f"tensorflow-datasets {spec.tfds_name} ({split})"
 
     def read(i: int):

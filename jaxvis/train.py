@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from jaxvis import _checks, checkpoint, data, layers, models
+from jaxvis._io import write_text_atomically
 from jaxvis.configs import Config
 
 METRICS_FILE = "metrics.jsonl"
@@ -257,23 +258,40 @@ def evaluate(model: models.Model, params: models.Params, batches: data.Batches, 
 
 
 class _MetricsLog:
-    """``metrics.jsonl``: one JSON object a line; a resumed run drops lines past its start."""
+    """``metrics.jsonl``: one JSON object a line. A resumed run drops the lines past its
+    start (and a line a kill cut short), and writes no second record of a step and split."""
 
     def __init__(self, path: Path, start_step: int, enabled: bool):
-        self.path, self.enabled = path, enabled
+        self.path, self.enabled, self.logged = path, enabled, set()
         if enabled and path.exists():
-            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= start_step]
-            path.write_text("".join(line + "\n" for line in kept))
+            kept = [r for r in _records(path) if r["step"] <= start_step]
+            self.logged = {(r["step"], r["split"]) for r in kept}
+            write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def has(self, step: int, split: str) -> bool:
+        return (step, split) in self.logged
 
     def write(self, **record) -> None:
-        if self.enabled:
+        if self.enabled and not self.has(record["step"], record["split"]):
+            self.logged.add((record["step"], record["split"]))
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
 
+def _records(path: Path) -> list[dict[str, Any]]:
+    """The complete records of a metrics log; a line that is not JSON (cut short by a kill) is left out."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def read_metrics(workdir) -> list[dict[str, Any]]:
     """The records of a run's ``metrics.jsonl``, in order."""
-    return [json.loads(line) for line in (Path(workdir) / METRICS_FILE).read_text().splitlines()]
+    return _records(Path(workdir) / METRICS_FILE)
 
 
 def train_and_evaluate(config: Config, workdir, *, data_dir=None, progress: bool = True) -> dict[str, Any]:
@@ -328,8 +346,12 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
         raise ValueError(f"batch_size {config.batch_size} exceeds the {train_ds.num_examples} training examples")
     total_steps = config.num_epochs * steps_per_epoch
     stop = min(total_steps, config.max_steps or total_steps)
+    if train_ds.class_names and len(train_ds.class_names) != model.num_classes:
+        raise ValueError(f"model {model.name} has {model.num_classes} outputs, but {train_ds.where} has "
+                         f"{len(train_ds.class_names)} classes ({', '.join(train_ds.class_names[:3])}, ...)")
     mesh = data_mesh(config.num_devices)
     _check_divides("batch_size", config.batch_size, mesh)
+    _check_divides("the evaluation batch size", config.eval_batch_size, mesh)
     shard = (jax.process_index(), jax.process_count())
     replicated = NamedSharding(mesh, PartitionSpec())
     tx = make_optimizer(config, steps_per_epoch)
@@ -383,11 +405,14 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
         for i, m in enumerate(fetched):
             if not np.all(m["finite"]):
                 diverged = [s for s, ok in zip(seeds, np.atleast_1d(m["finite"])) if not ok]
+                good = ckpt.latest_step()
+                where = (f"No checkpoint was saved before it, so this workdir starts afresh when trained again"
+                         if good is None else f"The last good checkpoint is step {good} in {ckpt.directory} (kept; "
+                         "a run resumes only with its own settings, so use a new workdir for new ones)")
                 raise FloatingPointError(
                     f"training diverged at step {first + i} (epoch {(first + i) / steps_per_epoch:.2f}, seeds "
-                    f"{diverged}): the loss is {m['loss']} or the parameters are no longer finite. The last good "
-                    f"checkpoint is step {ckpt.latest_step()} in {ckpt.directory}; lower the learning rate (or set "
-                    "filter_radius) and train again")
+                    f"{diverged}): the loss is {m['loss']} or the parameters are no longer finite. {where}. "
+                    "Lower the learning rate (or set filter_radius) and train again")
         now = time.perf_counter()
         train_metrics = {k: np.mean([m[k] for m in fetched], axis=0).tolist() for k in ("loss", "accuracy")}
         log.write(step=step, epoch=step / steps_per_epoch, split="train", **train_metrics,
@@ -399,6 +424,9 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
 
     try:
         step = start
+        if (0 < start < stop and start % steps_per_epoch == 0 and (start // steps_per_epoch) % config.eval_every_epochs
+                == 0 and not log.has(start, config.eval_split)):
+            run_eval(start)  # a kill cut this evaluation short after the checkpoint before it
         while step < stop:
             epoch, offset = divmod(step, steps_per_epoch)
             epoch_batches = [train_ds.batches(config.batch_size, shuffle_seed=seed, epoch=epoch, skip=offset,

@@ -39,6 +39,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from jaxvis import checkpoint, cli, configs, data, models, plots, train
+from jaxvis._io import write_text_atomically
 from jaxvis.analysis import dilation
 from jaxvis.plots import saliency as saliency_plots
 
@@ -56,11 +57,7 @@ ANALYSIS_DATASET = "mnist_sample"  # 1,000 MNIST test digits that ship with jaxv
 
 def write_json(path, payload) -> None:
     """Write JSON atomically (a temporary file renamed), so a killed run leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n")
-    temporary.replace(path)
+    write_text_atomically(path, json.dumps(payload, indent=2) + "\n")
 
 
 def mean_std(values) -> tuple[float, float]:

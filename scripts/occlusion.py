@@ -14,7 +14,6 @@ over all local devices (a ``data`` mesh axis).
 """
 
 import json
-import os
 from pathlib import Path
 
 import jax
@@ -23,19 +22,10 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from jaxvis import cli, data, occlusion
+from jaxvis._io import write_atomically, write_text_atomically
 
 SETTINGS = ("checkpoint", "dataset", "split", "patch", "stride", "fill", "layer", "method", "tau", "coarse_stride",
             "drill_fraction", "score", "shard_size", "limit")
-
-
-def write_atomically(path: Path, write) -> None:
-    """``write(file)`` into a temporary file beside ``path``, then rename it to ``path``."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
 
 
 def check_settings(out: Path, settings: dict) -> None:
@@ -48,7 +38,7 @@ def check_settings(out: Path, settings: dict) -> None:
             raise SystemExit(f"{out} holds a run with other settings {changed} (before, now); "
                              "use another --out or delete it")
     else:
-        write_atomically(path, lambda f: f.write((json.dumps(settings, indent=2) + "\n").encode()))
+        write_text_atomically(path, json.dumps(settings, indent=2) + "\n")
 
 
 def write_summary(out: Path, shards: list[Path]) -> Path:

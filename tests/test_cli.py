@@ -37,6 +37,8 @@ def test_set_parses_python_literals_and_falls_back_to_strings():
     assert cli.setting("num_epochs=3") == ("num_epochs", 3)
     assert cli.setting("widths=(16, 32)") == ("widths", (16, 32))
     assert cli.setting("optimizer=adam") == ("optimizer", "adam")
+    assert cli.setting("augment=false") == ("augment", False) and cli.setting("augment=True") == ("augment", True)
+    assert cli.setting("filter_radius=none") == ("filter_radius", None)
     import argparse
     with pytest.raises(argparse.ArgumentTypeError, match="--set takes key=value, got 'epochs'"):
         cli.setting("epochs")

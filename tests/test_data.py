@@ -1,5 +1,6 @@
 """jaxvis.data against hand-written files: IDX, CIFAR-10 batches, an ImageNet folder tree."""
 
+import dataclasses
 import gzip
 import pickle
 import struct
@@ -271,6 +272,32 @@ def test_imagenet_train_and_ten_crop_shapes(tmp_path):
         assert [by_colour[int(v[0, 0, 0]), int(v[0, 0, 2])] for v in x] == list(y)
     x, _ = next(iter(data.load("imagenet2012", "validation", 2, data_dir=tmp_path, ten_crop=True)))
     assert x.shape == (2, 10, 224, 224, 3)
+
+
+def test_imagenet_hidden_folders_are_not_classes_and_bad_images_are_named(tmp_path):
+    write_imagenet(tmp_path)
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "val" / ".cache").mkdir()
+    ds = data.open_dataset("imagenet2012", "validation", data_dir=tmp_path)
+    assert ds.class_names == ("n01", "n02")
+    np.testing.assert_array_equal(next(iter(ds.batches(4, workers=1)))[1], [0, 0, 1, 1])
+    broken = tmp_path / "val" / "n01" / "1.png"
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated
+    with pytest.raises(ValueError, match=f"cannot read image {broken}"):
+        list(data.open_dataset("imagenet2012", "validation", data_dir=tmp_path).batches(4, workers=1))
+
+
+def test_mnist_files_are_not_read_as_fashion_mnist(tmp_path, monkeypatch):
+    digits, _ = write_mnist(tmp_path / "mnist", "test", seed=1)
+    fashion, _ = write_mnist(tmp_path / "fashion_mnist", "test", seed=2)
+    # the MNIST folder given as the data directory: its files are MNIST's, not Fashion-MNIST's
+    monkeypatch.setitem(data.DATASETS, "fashion_mnist", dataclasses.replace(data.DATASETS["fashion_mnist"],
+                                                                            system_dirs=(str(tmp_path),)))
+    np.testing.assert_array_equal(data.open_dataset("mnist", "test", data_dir=tmp_path / "mnist").source.images_NHWC[..., 0],
+                                  digits)
+    found = data.open_dataset("fashion_mnist", "test", data_dir=tmp_path / "mnist")
+    np.testing.assert_array_equal(found.source.images_NHWC[..., 0], fashion)
+    assert found.where == str(tmp_path / "fashion_mnist")
 
 
 def test_ten_crops_are_the_corners_centre_and_their_mirrors():

@@ -113,6 +113,13 @@ def test_sgd_step_with_momentum_and_weight_decay_matches_numpy():
     ({"dataset": "cifar10"}, r"takes images of shape \(28, 28, 1\), but cifar10 gives \(32, 32, 3\)"),
     ({"model_overrides": {"depth": 3}}, "has no setting 'depth'"),
     ({"lr": 0.1}, "unknown config setting 'lr'"),
+    ({"augment": "false"}, "augment must be True or False, got 'false'"),
+    ({"augment": True}, "mnist_sample has no augmentation"),
+    ({"ten_crop_eval": True}, "ten_crop_eval is the ImageNet evaluation; mnist_sample has no crops"),
+    ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+    ({"seed": 1.5}, "seed must be an integer >= 0, got 1.5"),
+    ({"learning_rate": "abc"}, "learning_rate must be a number, got 'abc'"),
+    ({"decay_epochs": 30}, r"decay_epochs must be a tuple of epochs \(integers\), got 30"),
 ])
 def test_bad_settings_are_value_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -277,6 +284,39 @@ def test_hybrid_convolutions_loop_over_models_and_keep_values_and_gradients():
     # outside the block (before and after it): one grouped convolution per op
     assert len(re.findall(r"stablehlo.convolution", plain.as_text())) == 3
     assert len(re.findall(r"stablehlo.convolution", step().lower(x, kernel, bias).as_text())) == 3
+
+
+def test_metrics_log_after_a_kill_in_an_evaluation_a_cut_line_and_a_rerun(tmp_path):
+    two_epochs = dict(num_epochs=2, checkpoint_every_steps=25, log_every_steps=25)
+    train.train_and_evaluate(tiny_config(max_steps=25, **two_epochs), tmp_path, progress=False)
+    log = tmp_path / train.METRICS_FILE
+    assert [(r["step"], r["split"]) for r in train.read_metrics(tmp_path)] == [(25, "train"), (25, "test")]
+    # as if killed in the epoch-end evaluation that follows the step-25 checkpoint, mid-line
+    log.write_text(log.read_text().splitlines()[0] + "\n" + '{"step": 25, "epoch": 1.0, "spl')
+    train.train_and_evaluate(tiny_config(**two_epochs), tmp_path, progress=False)
+    records = [(r["step"], r["split"]) for r in train.read_metrics(tmp_path)]
+    assert records == [(25, "train"), (25, "test"), (50, "train"), (50, "test")]
+    train.train_and_evaluate(tiny_config(**two_epochs), tmp_path, progress=False)  # finished: nothing new
+    assert [(r["step"], r["split"]) for r in train.read_metrics(tmp_path)] == records
+
+
+def test_class_folders_must_match_the_model_outputs(tmp_path):
+    from test_data import write_imagenet  # two class folders
+
+    write_imagenet(tmp_path / "imagenet2012")
+    config = configs.get("zfnet_imagenet", model_overrides={"num_classes": 3}, batch_size=2, num_devices=1)
+    with pytest.raises(ValueError, match=r"zfnet has 3 outputs, but .*imagenet2012 has 2 classes \(n01, n02, ...\)"):
+        train.train_and_evaluate(config, tmp_path / "run", data_dir=tmp_path, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_divergence_before_any_checkpoint_lets_the_workdir_start_again(tmp_path):
+    with pytest.raises(FloatingPointError, match="No checkpoint was saved before it") as info:
+        train.train_and_evaluate(tiny_config(optimizer="sgd", learning_rate=1e12, log_every_steps=1), tmp_path,
+                                 progress=False)
+    assert "diverged at step" in str(info.value)
+    result = train.train_and_evaluate(tiny_config(max_steps=10), tmp_path, progress=False)  # other settings
+    assert result["step"] == 10 and checkpoint.read_card(tmp_path / "checkpoints")["config"]["learning_rate"] == 2e-3
 
 
 def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path):

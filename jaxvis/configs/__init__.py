@@ -80,6 +80,18 @@ class Config:
         for key in ("num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs", "log_every_steps",
                     "checkpoint_every_steps", "keep_checkpoints"):
             _checks.count(key, getattr(self, key))
+        for key in ("augment", "ten_crop_eval"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be True or False, got {getattr(self, key)!r}")
+        _checks.count("seed", self.seed, minimum=0)
+        for key in ("learning_rate", "momentum", "weight_decay", "decay_factor", "warmup_epochs", "filter_radius"):
+            value = getattr(self, key)
+            if not (value is None and key == "filter_radius") and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{key} must be a number, got {value!r}")
+        if not isinstance(self.decay_epochs, (tuple, list)) or not all(
+                isinstance(e, int) and not isinstance(e, bool) for e in self.decay_epochs):
+            raise ValueError(f"decay_epochs must be a tuple of epochs (integers), got {self.decay_epochs!r}")
         _checks.positive("learning_rate", self.learning_rate)
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
@@ -96,8 +108,13 @@ class Config:
             _checks.positive("filter_radius", self.filter_radius)
         for key in ("max_steps", "num_devices", "image_size"):
             _checks.count(key, getattr(self, key), optional=True)
-        model = self.build_model()
         spec = data.DATASETS[self.dataset]
+        if self.augment and spec.augment is None:
+            raise ValueError(f"augment: {self.dataset} has no augmentation (flipping or shifting it changes what "
+                             "the images show); set augment=False")
+        if self.ten_crop_eval and spec.augment != "crop_flip":
+            raise ValueError(f"ten_crop_eval is the ImageNet evaluation; {self.dataset} has no crops to take")
+        model = self.build_model()
         shape = spec.image_shape if self.image_size is None else (self.image_size, self.image_size,
                                                                   spec.image_shape[2])
         if model.input_shape != shape:
