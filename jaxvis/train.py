@@ -406,7 +406,7 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
             if not np.all(m["finite"]):
                 diverged = [s for s, ok in zip(seeds, np.atleast_1d(m["finite"])) if not ok]
                 good = ckpt.latest_step()
-                where = (f"No checkpoint was saved before it, so this workdir starts afresh when trained again"
+                where = ("No checkpoint was saved before it, so this workdir starts afresh when trained again"
                          if good is None else f"The last good checkpoint is step {good} in {ckpt.directory} (kept; "
                          "a run resumes only with its own settings, so use a new workdir for new ones)")
                 raise FloatingPointError(
