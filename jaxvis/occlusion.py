@@ -37,7 +37,8 @@ Methods:
   dilation, the input window it needs is read from the canvas with the changed region
   pasted in, and windows have a fixed size per layer (clamped at the borders) so that
   positions vmap. Layers after the last spatial map (dense) run on the full map. Exact:
-  equal to ``"full"`` to float rounding. On CPU, the windows of 3x3 convolutions with
+  equal to ``"full"`` to float rounding, in float32 (``precision="highest"``, the
+  default; a GPU's TF32 products would leave differences near 1e-3). On CPU, the windows of 3x3 convolutions with
   512 input channels run by Winograd's F(2x2, 3x3) (:func:`jaxvis.layers.winograd_conv`),
   1.9x the direct convolution's rate there, with somewhat larger rounding (vgg16's
   probabilities within 5e-6 of a float64 pass).
@@ -68,6 +69,7 @@ from jaxvis.models import Layer, Model, Params
 from jaxvis.project import strongest_map
 
 METHODS = ("full", "incremental")
+PRECISIONS = ("highest", "default")
 SCORES = ("probability", "logit")
 _BYTES = 4  # float32
 
@@ -595,7 +597,7 @@ def _check_labels(model: Model, labels_N, num_images: int) -> np.ndarray:
 def sweep(model: Model, params: Params, images_NHWC, labels_N, patch, stride, fill=None, layer: str | None = None,
           memory_budget: float = 2e9, method: str = "full", tau: float | None = None, coarse_stride=None,
           drill_fraction: float = 0.25, score: str = "probability", mesh: Mesh | None = None,
-          progress: Callable[[int], None] | None = None) -> OcclusionMaps:
+          progress: Callable[[int], None] | None = None, precision: str = "highest") -> OcclusionMaps:
     """Occlusion maps of a batch of images (conventions in the module docstring).
 
     Args:
@@ -617,12 +619,26 @@ def sweep(model: Model, params: Params, images_NHWC, labels_N, patch, stride, fi
       score: what the attribution measures: "probability" or "logit" of the true class.
       mesh: spread each call's positions over this mesh's first axis (its devices).
       progress: called with the number of positions finished after each call.
+      precision: the matrix products' precision (``jax.default_matmul_precision``):
+        "highest" computes in float32 on every backend, so that incremental equals full
+        re-inference to 1e-5; "default" is the backend's own (TF32 on recent NVIDIA GPUs:
+        faster, with errors near 1e-3).
 
     Returns:
       An :class:`OcclusionMaps` of numpy arrays.
     """
     _checks.images(images_NHWC, model.input_shape)
+    _checks.choice("precision", precision, PRECISIONS)
+    with jax.default_matmul_precision(precision):
+        return _sweep(model, params, images_NHWC, labels_N, patch, stride, fill, layer, memory_budget, method, tau,
+                      coarse_stride, drill_fraction, score, mesh, progress)
+
+
+def _sweep(model, params, images_NHWC, labels_N, patch, stride, fill, layer, memory_budget, method, tau,
+           coarse_stride, drill_fraction, score, mesh, progress) -> OcclusionMaps:
     n, h, w, _ = np.shape(images_NHWC)
+    if n == 0:
+        raise ValueError(f"images must hold at least one image, got shape {np.shape(images_NHWC)}")
     labels = _check_labels(model, labels_N, n)
     _checks.choice("method", method, METHODS)
     _checks.choice("score", score, SCORES)
@@ -634,7 +650,13 @@ def sweep(model: Model, params: Params, images_NHWC, labels_N, patch, stride, fi
     if len(model.shapes[model.names[-1]]) != 1:
         raise ValueError(f"{model.name} must end in class scores (a flat output), its output has shape "
                          f"{model.shapes[model.names[-1]]}")
+    for name, value in (("memory_budget", memory_budget), ("tau", tau), ("drill_fraction", drill_fraction)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                                  or not np.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
     _checks.positive("memory_budget", memory_budget)
+    if mesh is not None and not isinstance(mesh, Mesh):
+        raise ValueError(f"mesh must be a jax.sharding.Mesh (or None), got {type(mesh).__name__} {mesh!r}")
     if tau is not None:
         if method != "incremental":
             raise ValueError(f"tau caps the windows of method='incremental', got method={method!r}")
@@ -674,7 +696,11 @@ def _drill_down(run: Callable, grid_PQ2: np.ndarray, stride: tuple[int, int], co
     if not 0 < fraction <= 1:
         raise ValueError(f"drill_fraction must be in (0, 1], got {fraction!r}")
     p, q = grid_PQ2.shape[:2]
-    m = (coarse[0] // stride[0], coarse[1] // stride[1])
+    # a cell wider than the grid holds the grid's positions only: no offset past its end
+    m = (min(coarse[0] // stride[0], p), min(coarse[1] // stride[1], q))
+    if m == (p, q):
+        raise ValueError(f"coarse_stride={coarse} makes one coarse cell of the whole {p}x{q} grid of stride "
+                         f"{stride}: nothing to drill into; use a smaller coarse_stride (or none)")
     cell_rows, cell_cols = np.arange(0, p, m[0]), np.arange(0, q, m[1])
     pc, qc = len(cell_rows), len(cell_cols)
     cells_per_image = math.ceil(fraction * pc * qc)
@@ -728,11 +754,12 @@ def summary(maps: OcclusionMaps) -> dict[str, np.ndarray]:
 
     Returns arrays of shape ``(N,)``: ``base_prob`` and ``min_prob`` (true-class
     probability unoccluded and at the worst position), ``drop`` (their difference),
-    ``row``, ``col`` (centre of the worst occluder, in pixels), ``peak_row``,
+    ``row``, ``col`` (centre of the worst occluder's part inside the image, in pixels), ``peak_row``,
     ``peak_col`` (the pixel of largest attribution) and ``flipped`` (the fraction of
     positions where the most probable class is not the unoccluded prediction).
     """
     n, p, q = maps.prob_NPQ.shape
+    h, w = maps.attribution_NHW.shape[1:]
     worst = maps.prob_NPQ.reshape(n, -1).argmin(axis=1)
     i, j = np.unravel_index(worst, (p, q))
     peak = maps.attribution_NHW.reshape(n, -1).argmax(axis=1)
@@ -740,7 +767,8 @@ def summary(maps: OcclusionMaps) -> dict[str, np.ndarray]:
     min_prob = maps.prob_NPQ.reshape(n, -1).min(axis=1)
     return {
         "base_prob": maps.base_prob_N, "min_prob": min_prob, "drop": maps.base_prob_N - min_prob,
-        "row": maps.rows_P[i] + (maps.patch[0] - 1) / 2, "col": maps.cols_Q[j] + (maps.patch[1] - 1) / 2,
+        "row": (maps.rows_P[i] + np.minimum(maps.rows_P[i] + maps.patch[0], h) - 1) / 2,
+        "col": (maps.cols_Q[j] + np.minimum(maps.cols_Q[j] + maps.patch[1], w) - 1) / 2,
         "peak_row": peak_row, "peak_col": peak_col,
         "flipped": (maps.label_NPQ != maps.base_label_N[:, None, None]).mean(axis=(1, 2)),
     }

@@ -28,17 +28,30 @@ SETTINGS = ("checkpoint", "dataset", "split", "patch", "stride", "fill", "layer"
             "drill_fraction", "score", "shard_size", "limit")
 
 
-def check_settings(out: Path, settings: dict) -> None:
-    """Record the run's settings, or refuse to resume a run made with other ones."""
+def check_settings(out: Path, settings: dict) -> bool:
+    """Refuse to resume a run made with other settings; True if ``out`` has a run of these."""
     path = out / "run.json"
-    if path.exists():
-        before = json.loads(path.read_text())
-        if before != settings:
-            changed = {k: (before.get(k), settings[k]) for k in settings if before.get(k) != settings[k]}
-            raise SystemExit(f"{out} holds a run with other settings {changed} (before, now); "
-                             "use another --out or delete it")
-    else:
-        write_text_atomically(path, json.dumps(settings, indent=2) + "\n")
+    if not path.exists():
+        return False
+    before = cli.read_json(path)
+    if before != settings:
+        changed = {k: (before.get(k), settings[k]) for k in settings if before.get(k) != settings[k]}
+        raise SystemExit(f"{out} holds a run with other settings {changed} (before, now); "
+                         "use another --out or delete it")
+    return True
+
+
+def finished(shard: Path) -> bool:
+    """Whether a shard was written (atomically, so whole); a damaged one is an error that names it."""
+    if not shard.exists():
+        return False
+    try:
+        with np.load(shard) as f:
+            f["index"]
+    except Exception as err:
+        raise SystemExit(f"shard {shard} is damaged ({type(err).__name__}: {err}); delete it and run again to "
+                         "recompute it") from err
+    return True
 
 
 def write_summary(out: Path, shards: list[Path]) -> Path:
@@ -71,13 +84,14 @@ def main(argv=None) -> None:
     parser.add_argument("--coarse-stride", type=int, help="adaptive drill-down from this stride (approximate)")
     parser.add_argument("--drill-fraction", type=float, default=0.25)
     parser.add_argument("--score", default="probability", choices=occlusion.SCORES)
-    parser.add_argument("--shard-size", type=int, default=500, help="images per output file")
-    parser.add_argument("--limit", type=int, help="only the first N images of the split")
+    parser.add_argument("--shard-size", type=cli.count, default=500, help="images per output file")
+    parser.add_argument("--limit", type=cli.count, help="only the first N images of the split")
     parser.add_argument("--memory-budget", type=float, default=2e9, help="bytes per call")
     args = parser.parse_args(argv)
 
     out = cli.output_dir(args)
-    check_settings(out, {k: getattr(args, k) for k in SETTINGS})
+    settings = {k: getattr(args, k) for k in SETTINGS}
+    recorded = check_settings(out, settings)  # recorded with the first shard: a failed start leaves no run
     model, params, _ = cli.open_network(args)
     dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
     total = dataset.num_examples if args.limit is None else min(args.limit, dataset.num_examples)
@@ -85,7 +99,7 @@ def main(argv=None) -> None:
     per_image = (len(occlusion.positions(model.input_shape[0], args.patch, args.stride))
                  * len(occlusion.positions(model.input_shape[1], args.patch, args.stride)))
     mesh = Mesh(np.array(jax.devices()), ("data",))
-    todo = [k for k, shard in enumerate(shards) if not shard.exists()]
+    todo = [k for k, shard in enumerate(shards) if not finished(shard)]
     done = sum(min(args.shard_size, total - k * args.shard_size) for k in range(len(shards)) if k not in todo)
     print(f"{model.name} on {dataset.name}/{args.split} from {dataset.where}: {total} images, {per_image} positions "
           f"each, {len(shards)} shards ({len(shards) - len(todo)} already done), {mesh.size} device(s)")
@@ -109,6 +123,9 @@ def main(argv=None) -> None:
             arrays |= {f"summary_{name}": value for name, value in occlusion.summary(maps).items()}
             arrays |= {"index": np.arange(first, first + len(labels)), "label": np.asarray(labels),
                        "patch": np.asarray(maps.patch)}
+            if not recorded:
+                write_text_atomically(out / "run.json", json.dumps(settings, indent=2) + "\n")
+                recorded = True
             write_atomically(shards[k], lambda f, arrays=arrays: np.savez(f, **arrays))
     path = write_summary(out, shards)
     print(f"wrote {len(shards)} shards to {out}/ and {path}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxvis import plots
+from jaxvis import cli, plots
 
 import matplotlib.pyplot as plt  # noqa: E402  (after jaxvis.plots has chosen the Agg backend)
 
@@ -40,7 +40,9 @@ def numbers(s: dict[str, np.ndarray]) -> dict:
         "images_with_drop_over_0.5": float((drop > 0.5).mean()),
         "images_where_some_occluder_changes_the_prediction": float((s["flipped"] > 0).mean()),
         "mean_fraction_of_positions_changing_the_prediction": float(s["flipped"].mean()),
-        "of_correct_images_changed_by_some_occluder": float((s["flipped"][correct] > 0).mean()),
+        # None (JSON null) when no image is classified correctly
+        "of_correct_images_changed_by_some_occluder": float((s["flipped"][correct] > 0).mean()) if correct.any()
+        else None,
     }
 
 
@@ -75,7 +77,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     s = read(args.run / "summary.csv")
     result = numbers(s)
-    settings = json.loads((args.run / "run.json").read_text()) if (args.run / "run.json").is_file() else {}
+    settings = cli.read_json(args.run / "run.json") if (args.run / "run.json").is_file() else {}
     (out / "summary.json").write_text(json.dumps({"run": settings, **result}, indent=2) + "\n")
     get = lambda key: settings.get(key, "?")  # noqa: E731
     title = (f"{get('checkpoint')} on {get('dataset')}/{get('split')}, {get('patch')}x{get('patch')} occluder, "

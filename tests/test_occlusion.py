@@ -2,6 +2,8 @@
 full re-inference, the patch geometry against hand-computed windows, and bad input
 against clear errors."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -264,6 +266,11 @@ def test_projective_field_threshold_is_close_to_exact(mnist, incremental_maps):
     (dict(method="fast"), r"unknown method 'fast'"),
     (dict(tau=0.5), r"tau caps the windows of method='incremental'"),
     (dict(coarse_stride=3), r"coarse_stride must be a multiple of stride"),
+    (dict(method="incremental", coarse_stride=32), r"coarse_stride=\(32, 32\) makes one coarse cell of the whole"),
+    (dict(memory_budget=float("inf")), r"memory_budget must be a finite number, got inf"),
+    (dict(method="incremental", tau="0.5"), r"tau must be a finite number, got '0.5'"),
+    (dict(mesh="data"), r"mesh must be a jax.sharding.Mesh \(or None\), got str 'data'"),
+    (dict(precision="tf32"), r"unknown precision 'tf32'"),
 ])
 def test_bad_input_is_rejected_clearly(mnist, change, message):
     model, params, x, labels = mnist
@@ -271,6 +278,8 @@ def test_bad_input_is_rejected_clearly(mnist, change, message):
     labels = args.pop("labels")
     with pytest.raises(ValueError, match=message):
         sweep(model, params, x, labels, **args)
+    with pytest.raises(ValueError, match=r"images must hold at least one image, got shape \(0, 28, 28, 1\)"):
+        sweep(model, params, x[:0], labels[:0], 4, 2)
 
 
 # --- summaries and figures -------------------------------------------------------------
@@ -287,6 +296,9 @@ def test_summary_hand_computed():
     assert got["min_prob"][0] == 0.2 and got["drop"][0] == pytest.approx(0.75)
     assert (got["row"][0], got["col"][0]) == (1.5, 4.5)  # the occluder at (0, 3) is centred 1.5 further
     assert (got["peak_row"][0], got["peak_col"][0]) == (6, 6) and got["flipped"][0] == 0.25
+    # on a 6x6 image the occluder at (0, 3) is cut to columns 3..5: its part inside is centred at 4
+    cut = summary(dataclasses.replace(maps, attribution_NHW=np.zeros((1, 6, 6))))
+    assert (cut["row"][0], cut["col"][0]) == (1.5, 4.0)
 
 
 def test_demo_figures_write_fig7(mnist, tmp_path):

@@ -157,6 +157,23 @@ def test_the_dataset_script_resumes_without_recomputing(tmp_path):
         script.main(args[:-2] + ["--layer", "relu3"])
 
 
+def test_the_dataset_script_records_a_run_only_once_it_works(tmp_path, capsys):
+    script = _script()
+    args = ["--checkpoint", str(CHECKPOINT), "--dataset", "mnist_sample", "--out", str(tmp_path), "--limit", "2",
+            "--shard-size", "2", "--patch", "6", "--stride", "4"]
+    with pytest.raises(ValueError, match="unknown layer of mnist_cnn 'relu9'"):
+        script.main(args + ["--layer", "relu9"])
+    assert not (tmp_path / "run.json").exists()
+    script.main(args + ["--layer", "relu4"])  # the corrected command is not refused
+    shard = tmp_path / "shard_00000.npz"
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(SystemExit, match=f"shard {shard} is damaged"):
+        script.main(args + ["--layer", "relu4"])
+    with pytest.raises(SystemExit):
+        script.main(args + ["--limit", "0"])
+    assert "--limit: expected an integer >= 1, got '0'" in capsys.readouterr().err
+
+
 def test_the_dataset_script_spreads_over_two_devices(tmp_path):
     out = _run(f"""
 import sys
