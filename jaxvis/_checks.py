@@ -45,6 +45,15 @@ def index(what: str, value, size: int) -> None:
         raise ValueError(f"{what} out of range: expected 0 <= {what} < {size}, got {bad}")
 
 
+def labels(labels_N, num_images: int, num_classes: int) -> np.ndarray:
+    """One class index per image, shape ``(num_images,)``, as int32; a ``ValueError`` otherwise."""
+    labels_N = np.asarray(labels_N)
+    if labels_N.shape != (num_images,):
+        raise ValueError(f"labels must have shape ({num_images},), one per image, got {labels_N.shape}")
+    index("label", labels_N, num_classes)
+    return labels_N.astype(np.int32)
+
+
 def images(x, shape: Sequence[int], what: str = "images") -> None:
     """Raise unless ``x`` is a float NHWC batch whose per-image shape is ``shape``."""
     x_shape = tuple(np.shape(x))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,3 +23,29 @@ def write_atomically(path, write: Callable[[BinaryIO], object]) -> None:
 
 def write_text_atomically(path, text: str) -> None:
     write_atomically(path, lambda f: f.write(text.encode()))
+
+
+def read_result(path, settings: dict):
+    """The result a finished run recorded at ``path`` with :func:`record_result`, or None
+    if there is none. A result recorded with other ``settings`` is a ``ValueError``: a
+    workdir's finished run is reused only for the settings that made it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        done = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is damaged ({err}); delete it to run again") from err
+    if not isinstance(done, dict) or "settings" not in done or "result" not in done:
+        raise ValueError(f"{path} does not record its settings (an older jaxvis wrote it); delete it to run again")
+    wanted = json.loads(json.dumps(settings))
+    if done["settings"] != wanted:
+        changed = sorted(k for k in wanted.keys() | done["settings"].keys() if wanted.get(k) != done["settings"].get(k))
+        raise ValueError(f"{path.parent} holds a finished run with other settings ({', '.join(changed)}); use another "
+                         "workdir, or the same settings")
+    return done["result"]
+
+
+def record_result(path, settings: dict, result) -> None:
+    """Record a finished run's ``result`` with the ``settings`` that made it (atomically)."""
+    write_text_atomically(path, json.dumps({"settings": settings, "result": result}, indent=2) + "\n")

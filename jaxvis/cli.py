@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,18 @@ def read_json(path):
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise SystemExit(f"cannot read {path} as JSON ({type(err).__name__}: {err}); restore or delete it") from err
+
+
+def run(main) -> None:
+    """Run a script's ``main()``. Bad input (a ``ValueError`` or ``FileNotFoundError``, whose
+    message says what was expected and what was given) ends it with that message and exit
+    status 1 instead of a traceback; set ``JAXVIS_TRACEBACK=1`` to see the traceback."""
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("JAXVIS_TRACEBACK"):
+            raise
+        raise SystemExit(f"error: {err}") from None
 
 
 def report(paths) -> None:

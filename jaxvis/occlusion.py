@@ -586,14 +586,6 @@ def _fill(model: Model, fill) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(arr), (h, w, c))
 
 
-def _check_labels(model: Model, labels_N, num_images: int) -> np.ndarray:
-    labels = np.asarray(labels_N)
-    if labels.shape != (num_images,):
-        raise ValueError(f"labels must have shape ({num_images},), one per image, got {labels.shape}")
-    _checks.index("label", labels, model.num_classes)
-    return labels.astype(np.int32)
-
-
 def sweep(model: Model, params: Params, images_NHWC, labels_N, patch, stride, fill=None, layer: str | None = None,
           memory_budget: float = 2e9, method: str = "full", tau: float | None = None, coarse_stride=None,
           drill_fraction: float = 0.25, score: str = "probability", mesh: Mesh | None = None,
@@ -639,7 +631,7 @@ def _sweep(model, params, images_NHWC, labels_N, patch, stride, fill, layer, mem
     n, h, w, _ = np.shape(images_NHWC)
     if n == 0:
         raise ValueError(f"images must hold at least one image, got shape {np.shape(images_NHWC)}")
-    labels = _check_labels(model, labels_N, n)
+    labels = _checks.labels(labels_N, n, model.num_classes)
     _checks.choice("method", method, METHODS)
     _checks.choice("score", score, SCORES)
     patch, stride = _pair("patch", patch), _pair("stride", stride)

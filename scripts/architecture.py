@@ -8,7 +8,7 @@ learning rate 1e-2 (with cosine decay), conv1 initialized from N(0, 1e-2), and *
 filter renormalization. Then, side by side: the first-layer filters, the layer-2
 deconvnet top-9 sheets, and the numbers: test accuracy, the fraction of dead relu1 maps
 over the test set, the frequency coverage of the conv1 filters and their aliasing
-(energy above the Nyquist frequency of their stride).
+(energy beyond the Nyquist frequency of their stride, along rows or columns).
 
 Why conv1's initialization: jaxvis initializes kernels He-normal (std 0.2 for a 7x7x1
 filter), and in a few epochs of SGD at 1e-2 conv1 moves only 13-16% away from it, so the
@@ -41,6 +41,7 @@ import jax
 import numpy as np
 
 from jaxvis import checkpoint, cli, configs, data, plots, topk, train
+from jaxvis._io import read_result, record_result
 from jaxvis.analysis import filters
 from jaxvis.plots import deconvnet
 
@@ -96,8 +97,9 @@ def train_variant(config: configs.Config, workdir: Path, early_steps, progress: 
     """Train (or resume) one run, stopping first after each of ``early_steps`` so that
     those checkpoints exist too; a finished run's ``result.json`` is reused. With
     ``conv1_std`` > 0 a new run starts from :func:`start_with_conv1_std`."""
-    if (workdir / RESULT).is_file():
-        return json.loads((workdir / RESULT).read_text())
+    done = read_result(workdir / RESULT, train.checkpoint_card(config))
+    if done is not None:
+        return done
     if conv1_std > 0 and not (workdir / "checkpoints").is_dir():
         start_with_conv1_std(config, workdir, conv1_std, steps_per_epoch)
     seconds, result = 0.0, None
@@ -107,7 +109,7 @@ def train_variant(config: configs.Config, workdir: Path, early_steps, progress: 
         seconds += result["train_seconds"]
     summary = {"eval": result["eval"], "train": result["train"], "step": result["step"],
                "train_seconds_this_call": seconds, "resumed": bool(saved), "data": result["data"]}
-    (workdir / RESULT).write_text(json.dumps(summary, indent=2) + "\n")
+    record_result(workdir / RESULT, train.checkpoint_card(config), summary)
     return summary
 
 
@@ -143,8 +145,8 @@ def analyse(workdir: Path, test: data.Dataset, maps: int, seed: int, batch_size:
         "relu2_maps_shown": chosen.tolist(),
         # the input (28x28 upsampled) has almost no energy above 0.22 cycles/pixel: what the
         # projections hold above 1/4 comes from the network (the paper's aliasing artifacts)
-        "relu2_projection_energy_above_quarter": filters.aliasing(projections_HWIO, 2),
-        "relu2_projection_energy_above_eighth": filters.aliasing(projections_HWIO, 4),
+        "relu2_projection_energy_above_quarter": filters.energy_above(projections_HWIO, 0.25),
+        "relu2_projection_energy_above_eighth": filters.energy_above(projections_HWIO, 0.125),
     }
     return {"numbers": numbers, "model": model, "kernel": kernel, "patches": patches}
 
@@ -205,7 +207,7 @@ def claims(results: dict) -> list[str]:
         check("more dead relu1 maps in the AlexNet-like variant", a["dead_fraction_relu1"] > z["dead_fraction_relu1"],
               f"{a['dead_fraction_relu1']:.3f} vs {z['dead_fraction_relu1']:.3f}"),
         check("more aliasing in its first layer (energy above its stride's Nyquist)", a["aliasing"] > z["aliasing"],
-              f"{a['aliasing']:.3f} above 1/8 vs {z['aliasing']:.3f} above 1/4 cycles/pixel"),
+              f"{a['aliasing']:.3f} beyond 1/8 vs {z['aliasing']:.3f} beyond 1/4 cycles/pixel, per axis"),
         check("less mid-frequency coverage", a["frequency_coverage"]["mid"] < z["frequency_coverage"]["mid"],
               f"{a['frequency_coverage']['mid']:.2f} vs {z['frequency_coverage']['mid']:.2f} of the filters peak "
               "in 1/8 to 1/4"),
@@ -246,8 +248,8 @@ to stride 1 (padding 2). Training: {results['training']}. No filter renormalizat
 - *dead*: maps whose activation is never above 0 on any of the {results['test_images']} test images.
 - *peak band*: the radial frequency where each filter's spectrum (mean removed) peaks: low < 1/8,
   mid 1/8 to 1/4, high >= 1/4 cycles/pixel (`jaxvis.analysis.filters`).
-- *aliasing*: the mean share of filter energy above the Nyquist frequency of the stride, 1/(2 stride):
-  what the subsampling folds onto lower frequencies. The stride-4 column is the AlexNet-like stride.
+- *aliasing*: the mean share of filter energy beyond the Nyquist frequency of the stride, 1/(2 stride),
+  along rows or columns: what the subsampling folds onto lower frequencies. The stride-4 column is the AlexNet-like stride.
 - *relu2 projections above 1/4*: the share of the energy of the top-9 deconvnet projections of
   every relu2 map (mean removed) above 1/4 cycles/pixel, where the input has almost none.
 - *conv1 moved since*: `|W - W_s| / |W_s|` for conv1's kernel, `W_s` at the first saved checkpoint
@@ -335,4 +337,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

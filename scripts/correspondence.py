@@ -48,8 +48,8 @@ def main(argv=None) -> None:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), help="DIGIT:NAME:ROW0:ROW1[:COL0:COL1] each")
     parser.add_argument("--box", type=int, nargs=2, default=(8, 8), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--images", type=int, default=5, help="digits per repeat (the paper: 5 dogs)")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--pool", type=int, default=100, help="draw from the first POOL digits of each class")
+    parser.add_argument("--repeats", type=cli.count, default=20)
+    parser.add_argument("--pool", type=cli.count, default=100, help="draw from the first POOL digits of each class")
     parser.add_argument("--layers", nargs="+", help="default: every max-pool layer and the last ReLU")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -125,4 +125,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

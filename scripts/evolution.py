@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from jaxvis import checkpoint, cli, data, plots, train
 from jaxvis.analysis import evolution
@@ -88,7 +89,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", help="where the dataset is (default: $JAXVIS_DATA_DIR, then tfds)")
     parser.add_argument("--limit", type=int, help="search only the first N images")
     parser.add_argument("--layers", nargs="+", default=["relu1", "relu2", "relu3", "relu4", "relu5"])
-    parser.add_argument("--maps", type=int, default=3, help="randomly chosen maps per layer")
+    parser.add_argument("--maps", type=cli.count, default=3, help="randomly chosen maps per layer")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args(argv)
@@ -107,9 +108,12 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(args.seed)
     for layer in args.layers:
         model.check_layer(layer, spatial=True)
+        if args.maps > model.shapes[layer][-1]:
+            raise SystemExit(f"--maps {args.maps} is more than {layer}'s {model.shapes[layer][-1]} maps")
     maps = {layer: np.sort(rng.choice(model.shapes[layer][-1], args.maps, replace=False)) for layer in args.layers}
 
-    evo = evolution.evolution(model, snapshots, images, maps, batch_size=args.batch_size)
+    with tqdm(total=len(snapshots), unit="checkpoint", dynamic_ncols=True) as bar:
+        evo = evolution.evolution(model, snapshots, images, maps, batch_size=args.batch_size, progress=bar.update)
     cosine = evolution.filter_similarity(model, snapshots, maps)
     progress = evolution.filter_progress(model, snapshots, maps)
     train_count = data.open_dataset(card["dataset"], config["train_split"], data_dir=args.data_dir).num_examples
@@ -151,4 +155,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

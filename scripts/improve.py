@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxvis import checkpoint, cli, configs, data, occlusion, plots, topk, train
+from jaxvis._io import read_result, record_result
 from jaxvis.analysis import filters
 from jaxvis.plots import deconvnet
 from jaxvis.plots import occlusion as occlusion_plots
@@ -48,8 +49,8 @@ STEPS = [
                                   "conv2": {"stride": 2, "padding": 0}}},
          change="conv1 11x11 stride 4 -> 7x7 stride 2 and conv2 back to stride 2 (ZFNet's layout, maps 30-15-6-3)",
          motivation="`baseline_filters.png`: the baseline's conv1 filters are unstructured high-frequency noise "
-                    "(every filter's spectral peak in the high band, >= 1/4 cycles/pixel; 94% of their energy "
-                    "above 1/8, the Nyquist frequency of stride 4; RMS 0.12-0.14, still at the He initialization's "
+                    "(every filter's spectral peak in the high band, >= 1/4 cycles/pixel; 92% of their energy "
+                    "beyond 1/8, the Nyquist frequency of stride 4, along rows or columns; RMS 0.12-0.14, still at the He initialization's "
                     "0.13), and `baseline_relu2.png`: the relu2 deconvnet projections are salt-and-pepper noise "
                     "with no visible edge or texture structure, although the patches behind them are coherent "
                     "(boots, bags, dresses): the paper's Fig. 6(b)/(d) symptoms of a large-stride first layer. "
@@ -60,7 +61,7 @@ STEPS = [
          motivation="`conv1_7x7_stride2_filters.png`: with the smaller stride the relu2 top-9 patches became "
                     "coherent local edges and bars (`conv1_7x7_stride2_relu2.png`), but conv1 is still white "
                     "noise: 15 of 16 filters peak in the high band, the mean spectrum still rises to 0.5 "
-                    "cycles/pixel (74% of the energy above the stride-2 Nyquist frequency, where the upsampled "
+                    "cycles/pixel (72% of the energy beyond the stride-2 Nyquist frequency, where the upsampled "
                     "input has almost no energy), and the filter RMS (0.17-0.24) is still the He initialization's "
                     "0.20: after one epoch of Adam the learned part is swamped by the initial noise. The paper "
                     "clips conv filters to RMS 0.1; here that binds only conv1 (He std of conv2-5 is 0.07-0.08), "
@@ -68,8 +69,8 @@ STEPS = [
     dict(name="learning_rate_3e-3", changes={"learning_rate": 3e-3},
          change="Adam learning rate 1e-3 -> 3e-3 (still cosine decay; filter renormalization kept)",
          motivation="`filter_radius_0.1_filters.png`: renormalization did not change the picture: conv1 is still "
-                    "the initial white noise, now scaled to RMS 0.1 (81% of filters peak in the high band, 71% of "
-                    "the energy above the stride-2 Nyquist frequency), so the filters simply move too little in "
+                    "the initial white noise, now scaled to RMS 0.1 (81% of filters peak in the high band, 70% of "
+                    "the energy beyond the stride-2 Nyquist frequency), so the filters simply move too little in "
                     "468 Adam steps of 1e-3. The same diagnostics show no dead maps in relu1 (0/16) or relu2 "
                     "(0/32) in any step so far, i.e. no sign that the step size is near the regime where ReLUs "
                     "die (the paper's reason for a small rate), and the renormalization now bounds the conv "
@@ -109,14 +110,15 @@ def step_configs(num_epochs: int, batch_size: int) -> list[configs.Config]:
 
 
 def train_seed(config: configs.Config, workdir: Path, progress: bool) -> dict:
-    if (workdir / RESULT).is_file():
-        return json.loads((workdir / RESULT).read_text())
+    done = read_result(workdir / RESULT, train.checkpoint_card(config))
+    if done is not None:
+        return done
     began = time.perf_counter()
     result = train.train_and_evaluate(config, workdir, progress=progress)
     summary = {"seed": config.seed, "eval": result["eval"], "train": result["train"], "step": result["step"],
                "train_seconds": result["train_seconds"], "wall_seconds": time.perf_counter() - began,
                "parameters": config.build_model().num_params()}
-    (workdir / RESULT).write_text(json.dumps(summary, indent=2) + "\n")
+    record_result(workdir / RESULT, train.checkpoint_card(config), summary)
     return summary
 
 
@@ -159,7 +161,7 @@ def diagnose(workdir: Path, test: data.Dataset, name: str, out: Path, maps: int 
     axes[2].plot(freqs, energy[alive].mean(axis=0))
     axes[2].axvline(0.5 / stride, color="r", ls="--", lw=1, label=f"Nyquist of stride {stride}")
     axes[2].set_xlabel("cycles / pixel")
-    axes[2].set_title(f"mean radial spectrum; energy above Nyquist {numbers['aliasing_own_stride']:.2f}", fontsize=8)
+    axes[2].set_title(f"mean radial spectrum; energy beyond Nyquist {numbers['aliasing_own_stride']:.2f}", fontsize=8)
     axes[2].legend(fontsize=7)
     axes[3].bar(np.arange(len(rms)), np.sort(rms)[::-1])
     axes[3].set_title(f"conv1 filter RMS, largest first; dead relu1 maps {len(dead1_ids)}/{len(rms)}", fontsize=8)
@@ -209,7 +211,7 @@ def readme(results: dict, command: str) -> str:
 - **test accuracy** (mean ± std over seeds {[r['seed'] for r in s['seeds']]}): before {before}, after {mean_std(accs)}
 - diagnostics of this network (seed 0, test set): dead relu1 maps {len(d['dead_maps_relu1'])}/{d['relu1_maps']},
   dead relu2 maps {len(d['dead_maps_relu2'])} ({100 * d['dead_fraction_relu2']:.0f}%), conv1 peak frequency low / mid / high
-  {cov['low']:.2f} / {cov['mid']:.2f} / {cov['high']:.2f}, conv1 energy above the Nyquist frequency of its stride
+  {cov['low']:.2f} / {cov['mid']:.2f} / {cov['high']:.2f}, conv1 energy beyond the Nyquist frequency of its stride
   {d['aliasing_own_stride']:.3f} (stride {d['conv1']['stride']}); filter RMS max / median / min
   {d['filter_rms']['max']:.3f} / {d['filter_rms']['median']:.3f} / {d['filter_rms']['min']:.3f};
   occlusion (16x16 grey square, stride 4, {d['occlusion']['layer']}): lowest true-class probability per image
@@ -275,7 +277,8 @@ def main(argv=None) -> None:
                       "model_without": list(config.model_without), "filter_radius": config.filter_radius,
                       "learning_rate": config.learning_rate, "seeds": runs,
                       "test_top1_mean": float(np.mean([r["eval"]["top1"] for r in runs])),
-                      "test_top1_std": float(np.std([r["eval"]["top1"] for r in runs], ddof=1)),
+                      "test_top1_std": float(np.std([r["eval"]["top1"] for r in runs], ddof=1)) if len(runs) > 1
+                      else None,  # a sample std needs two seeds
                       "diagnostics": cached.get(step["name"])})
     base = base_config(args.epochs, args.batch_size)
     results = {
@@ -328,4 +331,4 @@ NOTES = """## Reading it
 """
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

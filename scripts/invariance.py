@@ -41,7 +41,7 @@ def amount_range(text: str) -> np.ndarray:
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out="outputs/invariance", checkpoint="checkpoints/mnist_cnn")
     parser.add_argument("--indices", type=int, nargs="+", help="images to use (default: the first of each class)")
-    parser.add_argument("--num-images", type=int, default=8, help="without --indices: classes 0, 1, ...")
+    parser.add_argument("--num-images", type=cli.count, default=8, help="without --indices: classes 0, 1, ...")
     parser.add_argument("--layers", nargs="+", help="layers to compare (default: the first and the last ReLU)")
     parser.add_argument("--translate", default="-10:10:1", help="shifts in pixels, START:STOP:STEP")
     parser.add_argument("--scale", default="0.4:2:0.05", help="zoom factors, START:STOP:STEP")
@@ -93,4 +93,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

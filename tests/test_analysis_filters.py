@@ -35,6 +35,20 @@ def test_aliasing_is_the_energy_above_nyquist():
     assert filters.aliasing(k[..., :1], stride=8) > filters.aliasing(k[..., :1], stride=2)  # Nyquist 1/16 < 0.05
 
 
+def test_aliasing_is_per_axis_and_energy_above_is_radial():
+    # a 16x16 grating at (3/16, 3/16) cycles/pixel, on the FFT grid (size 16): all its energy in 4 bins
+    y, x = np.mgrid[:16, :16]
+    k = np.cos(2 * np.pi * 3 * (y + x) / 16)[:, :, None, None]
+    # stride 2 subsamples rows and columns, Nyquist 1/4 along each: 3/16 on both axes is below it, not aliased,
+    # although its radial frequency (0.265) is above 1/4
+    assert filters.aliasing(k, stride=2, size=16) == pytest.approx(0.0, abs=1e-12)
+    assert filters.aliasing(k, stride=3, size=16) == pytest.approx(1.0)  # Nyquist 1/6 < 3/16
+    assert filters.energy_above(k, 0.25, size=16) == pytest.approx(1.0)
+    assert filters.energy_above(k, 0.3, size=16) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="stride must be an integer >= 1, got 0"):
+        filters.aliasing(k, stride=0)
+
+
 def test_dead_fraction_finds_maps_that_never_fire():
     model = models.build("mnist_cnn", widths=(8, 8), hidden=8)
     params = model.init(jax.random.key(0))

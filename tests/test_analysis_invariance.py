@@ -63,6 +63,12 @@ def test_bad_amounts_and_families(small):
         invariance.measure(model, params, pixels, labels, "shear", [1.0], ["relu2"])
     with pytest.raises(ValueError, match=r"label out of range"):
         invariance.measure(model, params, pixels, labels + 1, "rotate", [1.0], ["relu2"])
+    with pytest.raises(ValueError, match=r"labels must have shape \(\d+,\), one per image, got \(1,\)"):
+        invariance.measure(model, params, pixels, labels[:1], "rotate", [1.0], ["relu2"])
+    with pytest.raises(ValueError, match=r"pixels must hold at least one image"):
+        invariance.measure(model, params, pixels[:0], labels[:0], "rotate", [1.0], ["relu2"])
+    with pytest.raises(ValueError, match=r"chunk must be an integer >= 1, got 0"):
+        invariance.measure(model, params, pixels, labels, "rotate", [1.0], ["relu2"], chunk=0)
 
 
 def test_translations_that_leave_the_view_and_non_finite_amounts_are_refused(small):

@@ -42,3 +42,17 @@ def test_set_parses_python_literals_and_falls_back_to_strings():
     import argparse
     with pytest.raises(argparse.ArgumentTypeError, match="--set takes key=value, got 'epochs'"):
         cli.setting("epochs")
+
+
+def test_run_turns_bad_input_into_a_one_line_error(monkeypatch):
+    def bad():
+        raise ValueError("patch (29, 29) is larger than the image (28, 28)")
+
+    monkeypatch.delenv("JAXVIS_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit, match=r"^error: patch \(29, 29\) is larger than the image \(28, 28\)$"):
+        cli.run(bad)
+    monkeypatch.setenv("JAXVIS_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="larger than the image"):
+        cli.run(bad)
+    with pytest.raises(ZeroDivisionError):  # not bad input: a bug keeps its traceback
+        cli.run(lambda: 1 / 0)

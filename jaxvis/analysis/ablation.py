@@ -25,6 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from jaxvis import configs, data, train
+from jaxvis._io import read_result, record_result
 from jaxvis.configs import Config
 
 Ablation = tuple[tuple[str, ...], Mapping[str, Mapping[str, Any]]]  # (model_without, model_edits)
@@ -132,14 +133,9 @@ def train_variant(config: Config, workdir, *, data_dir=None, progress: bool = Tr
     workdir = Path(workdir)
     result_path = workdir / RESULT_FILE
     wanted = settings(config)
-    if result_path.is_file():
-        done = json.loads(result_path.read_text())
-        if done["settings"] != wanted:
-            changed = sorted(k for k in wanted.keys() | done["settings"].keys()
-                             if wanted.get(k) != done["settings"].get(k))
-            raise ValueError(f"{workdir} holds a finished variant with other settings ({', '.join(changed)}); "
-                             "use another workdir, or the same settings")
-        return done["row"]
+    done = read_result(result_path, wanted)
+    if done is not None:
+        return done
     model = config.build_model()
     began = time.perf_counter()
     trained = train.train_and_evaluate(config, workdir, data_dir=data_dir, progress=progress)
@@ -153,7 +149,7 @@ def train_variant(config: Config, workdir, *, data_dir=None, progress: bool = Tr
            "test_loss": trained["eval"]["loss"], "step": trained["step"],
            "train_seconds": round(trained["train_seconds"], 1),
            "seconds": round(time.perf_counter() - began, 1)}
-    result_path.write_text(json.dumps({"settings": wanted, "row": row}, indent=2) + "\n")
+    record_result(result_path, wanted, row)
     return row
 
 

@@ -18,7 +18,7 @@ initialization; the progress is blind to that and shows *when* the change happen
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -98,7 +98,8 @@ def _check_snapshots(model: Model, snapshots: Sequence[tuple[int, Params]]) -> N
 
 
 def evolution(model: Model, snapshots: Sequence[tuple[int, Params]], images, maps: Mapping[str, Sequence[int]],
-              *, batch_size: int = 256, rule: str = "deconvnet") -> Evolution:
+              *, batch_size: int = 256, rule: str = "deconvnet",
+              progress: Callable[[int], object] | None = None) -> Evolution:
     """Fig. 4: the strongest activation of each chosen map at each snapshot, projected.
 
     Args:
@@ -109,6 +110,7 @@ def evolution(model: Model, snapshots: Sequence[tuple[int, Params]], images, map
       maps: ``{layer: map indices}``, e.g. ``{"relu1": [3, 17], "relu5": [8]}``.
       batch_size: images per forward pass.
       rule: the ReLU backward rule of the projection (the paper's: ``deconvnet``).
+      progress: called with 1 after each snapshot.
 
     Raises:
       ValueError: no snapshots, a snapshot whose parameters do not fit ``model``, an
@@ -130,6 +132,8 @@ def evolution(model: Model, snapshots: Sequence[tuple[int, Params]], images, map
             found[layer]["projection"].append(patches.projection[:, 0])
             found[layer]["patch"].append(patches.patch[:, 0])
             found[layer]["window"].append(patches.window[:, 0])
+        if progress is not None:
+            progress(1)
     layers = {layer: LayerEvolution(maps[layer], **{k: np.stack(v) for k, v in found[layer].items()})
               for layer in maps}
     return Evolution(tuple(step for step, _ in snapshots), layers, model.input_shape[:2])

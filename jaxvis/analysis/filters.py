@@ -10,15 +10,18 @@ the stride-4 first layer. These functions turn that into numbers:
   per pixel, 0 to 0.5), from a zero-padded 2-D FFT summed over input channels;
 - :func:`frequency_coverage`: the share of filters whose peak frequency falls in the
   low (< 1/8), mid (1/8 to 1/4) and high (>= 1/4 cycles/pixel) bands;
-- :func:`aliasing`: the share of filter energy above the Nyquist frequency of the
-  layer's stride, ``1 / (2 * stride)``: what the subsampling folds onto lower frequencies.
+- :func:`aliasing`: the share of filter energy beyond the Nyquist frequency of the
+  layer's stride, ``1 / (2 * stride)``, along either axis: what the subsampling (of
+  rows and of columns) folds onto lower frequencies;
+- :func:`energy_above`: the share of energy above a radial frequency (how much fine
+  detail a pattern holds, whatever its direction).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from jaxvis import topk
+from jaxvis import _checks, topk
 from jaxvis.models import Model, Params
 
 BANDS = {"low": (0.0, 0.125), "mid": (0.125, 0.25), "high": (0.25, 0.5 + 1e-9)}
@@ -31,16 +34,23 @@ def dead_fraction(model: Model, params: Params, batches, layer: str, threshold: 
     return len(dead) / len(strongest), dead
 
 
+def _power(kernel_HWIO, size: int):
+    """Each filter's power spectrum (mean removed, summed over input channels), ``(size, size, O)``,
+    and the row and column frequencies of its bins (cycles per pixel)."""
+    k = np.asarray(kernel_HWIO, np.float64)
+    k = k - k.mean(axis=(0, 1), keepdims=True)
+    power = (np.abs(np.fft.fft2(k, s=(size, size), axes=(0, 1))) ** 2).sum(axis=2)
+    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    return power, fy, fx
+
+
 def radial_spectrum(kernel_HWIO, size: int = 64):
     """``(frequencies_F, energy_OF)``: each filter's energy per radial frequency bin.
 
     The filter's mean is removed first (a constant offset is the DC term, not texture);
     each row is normalized to sum to 1 (a dead, all-zero filter stays all zero).
     """
-    k = np.asarray(kernel_HWIO, np.float64)
-    k = k - k.mean(axis=(0, 1), keepdims=True)
-    power = (np.abs(np.fft.fft2(k, s=(size, size), axes=(0, 1))) ** 2).sum(axis=2)  # (size, size, O)
-    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    power, fy, fx = _power(kernel_HWIO, size)
     radius = np.sqrt(fy ** 2 + fx ** 2)
     bins = np.linspace(0.0, 0.5, size // 2 + 1)
     which = np.clip(np.digitize(radius, bins) - 1, 0, len(bins) - 2)
@@ -62,7 +72,22 @@ def frequency_coverage(kernel_HWIO, size: int = 64) -> dict[str, float]:
 
 
 def aliasing(kernel_HWIO, stride: int, size: int = 64) -> float:
-    """Mean share of filter energy above the stride's Nyquist frequency ``1 / (2 stride)``."""
+    """Mean share of filter energy that a stride aliases: at row or column frequencies
+    beyond its Nyquist frequency ``1 / (2 stride)`` (subsampling rows and columns by the
+    stride folds them onto lower ones). Over the whole spectrum, corners included."""
+    _checks.count("stride", stride)
+    power, fy, fx = _power(kernel_HWIO, size)
+    total = power.sum(axis=(0, 1))
+    alive = total > 0
+    if not alive.any():
+        return 0.0
+    beyond = np.maximum(np.abs(fy), np.abs(fx)) > 0.5 / stride
+    return float((power[beyond].sum(axis=0)[alive] / total[alive]).mean())
+
+
+def energy_above(kernel_HWIO, frequency: float, size: int = 64) -> float:
+    """Mean share of filter energy at radial frequencies above ``frequency`` (cycles per
+    pixel, of the disc up to 0.5 that :func:`radial_spectrum` bins)."""
     freqs, energy = radial_spectrum(kernel_HWIO, size)
     alive = energy.sum(axis=1) > 0
-    return float(energy[alive][:, freqs > 0.5 / stride].sum(axis=1).mean()) if alive.any() else 0.0
+    return float(energy[alive][:, freqs > frequency].sum(axis=1).mean()) if alive.any() else 0.0

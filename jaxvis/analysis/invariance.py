@@ -120,8 +120,10 @@ def measure(model: Model, params: Params, pixels_NHWC, labels_N, family: str, am
     pixels = np.asarray(pixels_NHWC)
     pixels = pixels.astype(np.float32) / 255.0 if pixels.dtype == np.uint8 else pixels.astype(np.float32)
     _checks.images(pixels, model.input_shape, what="pixels")
-    labels = np.asarray(labels_N)
-    _checks.index("label", labels, model.num_classes)
+    if not len(pixels):
+        raise ValueError(f"pixels must hold at least one image, got shape {pixels.shape}")
+    labels = _checks.labels(labels_N, len(pixels), model.num_classes)
+    _checks.count("chunk", chunk)
     out = {"distance": {l: [] for l in layers}, "relative": {l: [] for l in layers}, "prob": [], "pred": []}
     for s in range(0, len(pixels), chunk):
         x = jnp.asarray(pixels[s:s + chunk])

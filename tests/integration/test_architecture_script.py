@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvis import checkpoint, data, train
+from jaxvis import checkpoint, configs, data, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import architecture  # noqa: E402
@@ -67,3 +67,6 @@ def test_outputs_are_written_and_a_finished_run_is_reused(run):
     again = architecture.train_variant(config, workdir, architecture.QUICK["early_steps"], False, 1e-2, 20)
     assert again == results["variants"]["zfnet"]["train"]
     assert (workdir / train.METRICS_FILE).read_text() == log, "a finished run must not train again"
+    longer = configs.replace(config, num_epochs=2)  # a finished run is reused only for its own settings
+    with pytest.raises(ValueError, match=r"holds a finished run with other settings \(config\)"):
+        architecture.train_variant(longer, workdir, architecture.QUICK["early_steps"], False, 1e-2, 20)
