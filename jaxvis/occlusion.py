@@ -38,8 +38,9 @@ Methods:
   pasted in, and windows have a fixed size per layer (clamped at the borders) so that
   positions vmap. Layers after the last spatial map (dense) run on the full map. Exact:
   equal to ``"full"`` to float rounding, in float32 (``precision="highest"``, the
-  default; a GPU's TF32 products would leave differences near 1e-3). On CPU, the windows of 3x3 convolutions with
-  512 input channels run by Winograd's F(2x2, 3x3) (:func:`jaxvis.layers.winograd_conv`),
+  default; a GPU's TF32 products would leave differences near 1e-3). On CPU, the windows
+  of 3x3 convolutions with 512 input channels run by Winograd's F(2x2, 3x3)
+  (:func:`jaxvis.layers.winograd_conv`),
   1.9x the direct convolution's rate there, with somewhat larger rounding (vgg16's
   probabilities within 5e-6 of a float64 pass).
 
@@ -746,8 +747,8 @@ def summary(maps: OcclusionMaps) -> dict[str, np.ndarray]:
 
     Returns arrays of shape ``(N,)``: ``base_prob`` and ``min_prob`` (true-class
     probability unoccluded and at the worst position), ``drop`` (their difference),
-    ``row``, ``col`` (centre of the worst occluder's part inside the image, in pixels), ``peak_row``,
-    ``peak_col`` (the pixel of largest attribution) and ``flipped`` (the fraction of
+    ``row``, ``col`` (centre of the worst occluder's part inside the image, in pixels),
+    ``peak_row``, ``peak_col`` (the pixel of largest attribution) and ``flipped`` (the fraction of
     positions where the most probable class is not the unoccluded prediction).
     """
     n, p, q = maps.prob_NPQ.shape

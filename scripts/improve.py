@@ -50,8 +50,8 @@ STEPS = [
          change="conv1 11x11 stride 4 -> 7x7 stride 2 and conv2 back to stride 2 (ZFNet's layout, maps 30-15-6-3)",
          motivation="`baseline_filters.png`: the baseline's conv1 filters are unstructured high-frequency noise "
                     "(every filter's spectral peak in the high band, >= 1/4 cycles/pixel; 92% of their energy "
-                    "beyond 1/8, the Nyquist frequency of stride 4, along rows or columns; RMS 0.12-0.14, still at the He initialization's "
-                    "0.13), and `baseline_relu2.png`: the relu2 deconvnet projections are salt-and-pepper noise "
+                    "beyond 1/8, the Nyquist frequency of stride 4, along rows or columns; RMS 0.12-0.14, still "
+                    "at the He initialization's 0.13), and `baseline_relu2.png`: the relu2 deconvnet projections are salt-and-pepper noise "
                     "with no visible edge or texture structure, although the patches behind them are coherent "
                     "(boots, bags, dresses): the paper's Fig. 6(b)/(d) symptoms of a large-stride first layer. "
                     "The paper's fix (Sec. 4.1): smaller first-layer filters and a smaller stride."),

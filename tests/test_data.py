@@ -293,8 +293,8 @@ def test_mnist_files_are_not_read_as_fashion_mnist(tmp_path, monkeypatch):
     # the MNIST folder given as the data directory: its files are MNIST's, not Fashion-MNIST's
     monkeypatch.setitem(data.DATASETS, "fashion_mnist", dataclasses.replace(data.DATASETS["fashion_mnist"],
                                                                             system_dirs=(str(tmp_path),)))
-    np.testing.assert_array_equal(data.open_dataset("mnist", "test", data_dir=tmp_path / "mnist").source.images_NHWC[..., 0],
-                                  digits)
+    mnist = data.open_dataset("mnist", "test", data_dir=tmp_path / "mnist")
+    np.testing.assert_array_equal(mnist.source.images_NHWC[..., 0], digits)
     found = data.open_dataset("fashion_mnist", "test", data_dir=tmp_path / "mnist")
     np.testing.assert_array_equal(found.source.images_NHWC[..., 0], fashion)
     assert found.where == str(tmp_path / "fashion_mnist")

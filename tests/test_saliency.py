@@ -177,8 +177,10 @@ def test_bad_input_is_a_value_error_naming_it(tiny):
     with pytest.raises(ValueError, match="chunk must be an integer >= 1, got 0"):
         saliency.smoothgrad(TINY, params, x, 0, jax.random.key(0), chunk=0)
     with pytest.raises(ValueError, match=r"baseline must be finite"):
-        saliency.deletion(TINY, params, x, np.zeros((4, 6, 6)), np.zeros(4, int), baseline_NHWC=np.full(x.shape[1:], np.nan))
-    with pytest.raises(ValueError, match=r"baseline must broadcast to the images' shape \(4, 6, 6, 2\).*got shape \(5, 6, 6, 2\)"):
+        saliency.deletion(TINY, params, x, np.zeros((4, 6, 6)), np.zeros(4, int),
+                          baseline_NHWC=np.full(x.shape[1:], np.nan))
+    with pytest.raises(ValueError,
+                       match=r"baseline must broadcast to the images' shape \(4, 6, 6, 2\).*got shape \(5, 6, 6, 2\)"):
         saliency.integrated_gradients(TINY, params, x, 0, baseline_NHWC=np.zeros((5, *x.shape[1:]), np.float32))
     with pytest.raises(ValueError, match="unknown connectivity 6"):
         saliency.largest_component(np.ones((3, 3), bool), 6)
