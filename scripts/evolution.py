@@ -7,13 +7,16 @@ and projects it with the deconvnet: one row per map, one column per checkpoint.
     python scripts/architecture.py           # trains outputs/architecture/zfnet, keeping every epoch
     python scripts/evolution.py --checkpoint outputs/architecture/zfnet --out results/evolution
 
-Writes evolution.png, evolution.json and README.md to ``--out``.
+Writes evolution.png, evolution.json and README.md to ``--out``. Each checkpoint's result
+is kept in ``--out/.partial`` until the end, so a killed run resumes from the next one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxvis import checkpoint, cli, data, plots, train
+from jaxvis._io import write_atomically
 from jaxvis.analysis import evolution
 from jaxvis.plots.evolution import evolution_grid
 
@@ -83,6 +87,36 @@ checkpoint:
 """
 
 
+PARTIAL = ".partial"  # one file per finished checkpoint while the script runs
+
+
+def snapshots_evolution(model, snapshots, images, maps, batch_size: int, partial: Path, run: dict):
+    """:func:`jaxvis.analysis.evolution.evolution` checkpoint by checkpoint, each one's
+    result saved in ``partial`` as it finishes, so that a killed run resumes from the
+    next (a saved result counts only if ``run``, the settings, is the same)."""
+    fields = [f.name for f in dataclasses.fields(evolution.LayerEvolution) if f.name != "maps"]
+    parts = []
+    with tqdm(total=len(snapshots), unit="checkpoint", dynamic_ncols=True) as bar:
+        for step, params in snapshots:
+            path = partial / f"step_{step}.npz"
+            found = None
+            if path.is_file():
+                with np.load(path) as f:
+                    if json.loads(str(f["run"])) == run:
+                        found = {layer: {k: f[f"{layer}/{k}"] for k in fields} for layer in maps}
+            if found is None:
+                one = evolution.evolution(model, [(step, params)], images, maps, batch_size=batch_size)
+                found = {layer: {k: getattr(one.layers[layer], k) for k in fields} for layer in maps}
+                arrays = {f"{layer}/{k}": v for layer, values in found.items() for k, v in values.items()}
+                write_atomically(path, lambda f, arrays=arrays: np.savez(f, run=json.dumps(run), **arrays))
+            parts.append(found)
+            bar.update()
+    layers = {layer: evolution.LayerEvolution(np.asarray(maps[layer], np.int32),
+                                              **{k: np.concatenate([part[layer][k] for part in parts]) for k in fields})
+              for layer in maps}
+    return evolution.Evolution(tuple(step for step, _ in snapshots), layers, model.input_shape[:2])
+
+
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out="results/evolution", checkpoint="outputs/architecture/zfnet", dataset=None)
     parser.add_argument("--split", help="which split to search (default: the run's training split, as in the paper)")
@@ -112,8 +146,10 @@ def main(argv=None) -> None:
             raise SystemExit(f"--maps {args.maps} is more than {layer}'s {model.shapes[layer][-1]} maps")
     maps = {layer: np.sort(rng.choice(model.shapes[layer][-1], args.maps, replace=False)) for layer in args.layers}
 
-    with tqdm(total=len(snapshots), unit="checkpoint", dynamic_ncols=True) as bar:
-        evo = evolution.evolution(model, snapshots, images, maps, batch_size=args.batch_size, progress=bar.update)
+    out = cli.output_dir(args)
+    run = {"checkpoint": str(Path(args.checkpoint).resolve()), "split": split, "limit": args.limit,
+           "maps": {layer: ids.tolist() for layer, ids in maps.items()}}
+    evo = snapshots_evolution(model, snapshots, images, maps, args.batch_size, out / PARTIAL, run)
     cosine = evolution.filter_similarity(model, snapshots, maps)
     progress = evolution.filter_progress(model, snapshots, maps)
     train_count = data.open_dataset(card["dataset"], config["train_split"], data_dir=args.data_dir).num_examples
@@ -127,7 +163,6 @@ def main(argv=None) -> None:
     labels = [f"step {s}\nepoch {e:.2g}" + (f"\n{100 * a:.0f}%" if a is not None else "")
               for s, e, a in zip(steps, epochs, top1)]
 
-    out = cli.output_dir(args)
     figure = out / "evolution.png"
     title = f"{model.name}: strongest activation\nper map over {len(images)} {split} images,\nprojected (deconvnet)"
     plots.save(evolution_grid(evo, labels, title=title), figure)
@@ -151,6 +186,7 @@ def main(argv=None) -> None:
                                                              *(sys.argv[1:] if argv is None else argv)])
     (out / "evolution.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "README.md").write_text(readme(results, command))
+    shutil.rmtree(out / PARTIAL, ignore_errors=True)
     cli.report([figure, out / "evolution.json", out / "README.md"])
 
 

@@ -1,5 +1,7 @@
 """Feature evolution (Fig. 4) against a forward pass of every image and full-image projections."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -118,3 +120,40 @@ def test_inside_image_keeps_the_part_of_the_field_in_the_image():
     part = inside_image(crop, (-2, 60, 10, 10), (64, 64))  # rows -2..7 and columns 60..69 of a 64x64 image
     np.testing.assert_array_equal(part, crop[2:10, 0:4])
     np.testing.assert_array_equal(inside_image(crop, (3, 3, 10, 10), (64, 64)), crop)
+
+
+def test_the_script_resumes_after_a_kill_and_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    from jaxvis import configs, train
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import evolution as script
+
+    config = configs.get("mnist_cnn", model_overrides={"widths": (4, 8), "hidden": 8}, dataset="mnist_sample",
+                         train_split="test", batch_size=50, max_steps=6, checkpoint_every_steps=2, keep_checkpoints=5,
+                         log_every_steps=2, num_devices=1)
+    train.train_and_evaluate(config, tmp_path / "run", progress=False)
+    args = ["--checkpoint", str(tmp_path / "run"), "--limit", "40", "--layers", "relu1", "relu2", "--maps", "2",
+            "--batch-size", "20"]
+    script.main(args + ["--out", str(tmp_path / "whole")])
+    calls, real = [], script.evolution.evolution
+
+    def killed_at_the_third(*a, **k):
+        calls.append(a[1][0][0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(script.evolution, "evolution", killed_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(args + ["--out", str(tmp_path / "resumed")])
+    assert calls == [2, 4, 6] and len(list((tmp_path / "resumed" / script.PARTIAL).glob("*.npz"))) == 2
+    calls.clear()
+    script.main(args + ["--out", str(tmp_path / "resumed")])
+    assert calls == [6], "only the checkpoint the kill interrupted runs again"
+    assert not (tmp_path / "resumed" / script.PARTIAL).exists()
+    whole, resumed = (json.loads((tmp_path / d / "evolution.json").read_text()) for d in ("whole", "resumed"))
+    for key in ("steps", "layers"):
+        assert whole[key] == resumed[key]
