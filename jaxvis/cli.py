@@ -69,6 +69,9 @@ def first_per_class(labels_N: np.ndarray, count: int = 1, num_classes: int | Non
     """Indices of the first ``count`` examples of classes 0, 1, ..., ``num_classes - 1``,
     class by class (default: every class present in ``labels_N``)."""
     labels_N = np.asarray(labels_N)
+    if count < 1 or (num_classes is not None and num_classes < 1) or not labels_N.size:
+        raise ValueError(f"wanted at least 1 example of at least 1 class from a non-empty set, got count={count}, "
+                         f"num_classes={num_classes} and {labels_N.size} labels")
     classes = range(int(labels_N.max()) + 1 if num_classes is None else num_classes)
     chosen = [np.flatnonzero(labels_N == c)[:count] for c in classes]
     short = [c for c, idx in zip(classes, chosen) if len(idx) < count]

@@ -21,7 +21,7 @@ def main(argv=None) -> None:
     parser = cli.parser(__doc__, out="outputs/class_models", dataset=None)
     parser.add_argument("--presets", nargs="+", default=["simonyan", *synthesis.YOSINSKI],
                         help=f"from {', '.join(synthesis.PRESETS)}")
-    parser.add_argument("--steps", type=int, help="replace each preset's number of steps")
+    parser.add_argument("--steps", type=cli.count, help="replace each preset's number of steps")
     parser.add_argument("--jitter", type=int, help="replace each preset's jitter (pixels)")
     parser.add_argument("--scale-learning-rate", type=float, default=1.0,
                         help="multiply each preset's learning rate (the papers' rates suit their networks' "

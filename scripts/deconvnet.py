@@ -24,13 +24,13 @@ from jaxvis.plots import deconvnet
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out="outputs/deconvnet", weights=True)
     parser.add_argument("--layer", default="all", help="a layer name, or 'all' (every ReLU and pool layer)")
-    parser.add_argument("--limit", type=int, help="use only the first N examples")
-    parser.add_argument("--k", type=int, default=9)
-    parser.add_argument("--maps", type=int, default=16, help="maps per sheet, a seeded random subset as in the paper")
+    parser.add_argument("--limit", type=cli.count, help="use only the first N examples")
+    parser.add_argument("--k", type=cli.count, default=9)
+    parser.add_argument("--maps", type=cli.count, default=16, help="maps per sheet, a seeded random subset as in the paper")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--all-positions", action="store_true",
                         help="allow several of a map's top activations in one image (default: one per image)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=cli.count, default=256)
     args = parser.parse_args(argv)
 
     model, params, _ = cli.open_network(args)

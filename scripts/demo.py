@@ -47,7 +47,7 @@ def deconvnet_figures(model, params, x_NHWC, labels, images_all, out: Path) -> l
 
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out="outputs", checkpoint=str(ROOT / "checkpoints" / "mnist_cnn"), dataset=None)
-    parser.add_argument("--num-images", type=int, default=6, help="digits 0..N-1 from the bundled sample")
+    parser.add_argument("--num-images", type=cli.count, default=6, help="digits 0..N-1 from the bundled sample")
     args = parser.parse_args(argv)
     out = cli.output_dir(args)
     start = time.time()

@@ -473,7 +473,7 @@ def main(argv=None) -> None:
 
     s = dict(QUICK if args.quick else FULL)
     s["dilations"] = args.dilations
-    s["seed_list"] = list(range(args.seeds or s.pop("seeds")))
+    s["seed_list"] = list(range(args.seeds if args.seeds is not None else s.pop("seeds")))
     s.pop("seeds", None)
     base = build_config(s, 1, 0).build_model()
     dilation.check_dilations(base, args.dilations)  # a bad factor fails here, naming the layer, before any work

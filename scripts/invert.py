@@ -22,8 +22,8 @@ from jaxvis.plots import saliency as saliency_plots
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out="outputs/inversion")
     parser.add_argument("--layers", nargs="+", help="default: every relu and pool layer, and the logits")
-    parser.add_argument("--num-images", type=int, default=6, help="the first image of classes 0, 1, ...")
-    parser.add_argument("--steps", type=int, help="replace the preset's number of steps")
+    parser.add_argument("--num-images", type=cli.count, default=6, help="the first image of classes 0, 1, ...")
+    parser.add_argument("--steps", type=cli.count, help="replace the preset's number of steps")
     parser.add_argument("--seed", type=int, default=0, help="the random starting images")
     args = parser.parse_args(argv)
     out = cli.output_dir(args)

@@ -27,11 +27,11 @@ from jaxvis.plots import saliency as saliency_plots
 
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out="outputs/saliency")
-    parser.add_argument("--num-images", type=int, default=8, help="images in methods.png (classes 0, 1, ...)")
-    parser.add_argument("--per-class", type=int, default=20, help="images of each class in the table")
-    parser.add_argument("--steps", type=int, default=28, help="points on each deletion/insertion curve")
-    parser.add_argument("--occlusion-patch", type=int, default=4)
-    parser.add_argument("--occlusion-stride", type=int, default=2)
+    parser.add_argument("--num-images", type=cli.count, default=8, help="images in methods.png (classes 0, 1, ...)")
+    parser.add_argument("--per-class", type=cli.count, default=20, help="images of each class in the table")
+    parser.add_argument("--steps", type=cli.count, default=28, help="points on each deletion/insertion curve")
+    parser.add_argument("--occlusion-patch", type=cli.count, default=4)
+    parser.add_argument("--occlusion-stride", type=cli.count, default=2)
     parser.add_argument("--no-occlusion", action="store_true")
     parser.add_argument("--no-controls", action="store_true", help="leave out the two control maps")
     parser.add_argument("--seed", type=int, default=0, help="SmoothGrad's noise and the random control map")

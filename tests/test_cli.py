@@ -18,6 +18,8 @@ def test_first_per_class_equals_a_scan_in_file_order():
     np.testing.assert_array_equal(cli.first_per_class(labels, 3, 4), expected)
     with pytest.raises(ValueError, match=r"wanted 1 example\(s\) of each class, but classes \[4, 5\] have fewer"):
         cli.first_per_class(labels, 1, 6)
+    with pytest.raises(ValueError, match=r"at least 1 example .* got count=0, num_classes=4 and"):
+        cli.first_per_class(labels, 0, 4)
 
 
 def test_parser_requires_a_network_and_opens_the_bundled_sample(tmp_path):
@@ -56,3 +58,12 @@ def test_run_turns_bad_input_into_a_one_line_error(monkeypatch):
         cli.run(bad)
     with pytest.raises(ZeroDivisionError):  # not bad input: a bug keeps its traceback
         cli.run(lambda: 1 / 0)
+
+
+def test_counts_must_be_integers_of_at_least_one():
+    import argparse
+
+    assert cli.count("3") == 3
+    for text in ("0", "-2", "1.5", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"expected an integer >= 1, got '{text}'"):
+            cli.count(text)
