@@ -102,8 +102,7 @@ class Checkpointer:
 
     def __init__(self, directory, card: dict[str, Any], keep: int = 2, items=("params", "opt_state")):
         self.directory = Path(directory).absolute()
-        saved = self.directory.is_dir() and any(p.is_dir() and p.name.isdigit() for p in self.directory.iterdir())
-        if saved and (self.directory / CARD).is_file():
+        if self.directory.is_dir() and saved_steps(self.directory) and (self.directory / CARD).is_file():
             differences = _differences(read_card(self.directory), card)
             if differences:
                 raise ValueError(f"{self.directory} holds checkpoints of another run ({'; '.join(differences)}); "
@@ -207,6 +206,13 @@ def restore_model(path, step: int | None = None):
     return model, params, {**card, "step": step}
 
 
+def check_export_destination(destination) -> None:
+    """Raise unless ``destination`` is missing or empty: an export never overwrites."""
+    destination = Path(destination).absolute()
+    if destination.exists() and any(destination.iterdir()):
+        raise ValueError(f"export destination {destination} is not empty; remove it first")
+
+
 def export(path, destination, **card_entries) -> Path:
     """Write the parameters of a checkpoint, without optimizer state, to ``destination``.
 
@@ -214,8 +220,7 @@ def export(path, destination, **card_entries) -> Path:
     """
     _, params, card = restore_model(path)
     destination = Path(destination).absolute()
-    if destination.exists() and any(destination.iterdir()):
-        raise ValueError(f"export destination {destination} is not empty; remove it first")
+    check_export_destination(destination)
     ckpt = Checkpointer(destination, {**card, **card_entries}, keep=1, items=("params",))
     ckpt.save(card["step"], {"params": params})
     ckpt.close()

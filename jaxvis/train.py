@@ -395,6 +395,10 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
                   seconds=time.perf_counter() - began)
         return metrics
 
+    def eval_due(step: int) -> bool:
+        """Whether an epoch ends at ``step`` with an evaluation."""
+        return step % steps_per_epoch == 0 and (step // steps_per_epoch) % config.eval_every_epochs == 0
+
     pending, window_start, train_metrics = [], time.perf_counter(), {}
 
     def flush(step: int) -> None:
@@ -424,8 +428,7 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
 
     try:
         step = start
-        if (0 < start < stop and start % steps_per_epoch == 0 and (start // steps_per_epoch) % config.eval_every_epochs
-                == 0 and not log.has(start, config.eval_split)):
+        if 0 < start < stop and eval_due(start) and not log.has(start, config.eval_split):
             run_eval(start)  # a kill cut this evaluation short after the checkpoint before it
         while step < stop:
             epoch, offset = divmod(step, steps_per_epoch)
@@ -446,7 +449,7 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
                     ckpt.save(step, state)
                 if step == stop:
                     break
-                if at_epoch_end and (step // steps_per_epoch) % config.eval_every_epochs == 0:
+                if eval_due(step):
                     run_eval(step)
         final = run_eval(stop)
     finally:

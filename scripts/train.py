@@ -46,9 +46,8 @@ def main():
     parser.add_argument("--num-processes", type=int)
     parser.add_argument("--process-id", type=int)
     args = parser.parse_args()
-    if args.export and Path(args.export).exists() and any(Path(args.export).iterdir()):
-        # checked again by checkpoint.export; here so that the mistake costs no training
-        raise SystemExit(f"--export {args.export} is not empty; remove it first (or export elsewhere)")
+    if args.export:  # before training, so that the mistake costs none
+        checkpoint.check_export_destination(args.export)
 
     if args.coordinator_address:
         jax.distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
