@@ -11,6 +11,7 @@ or one made for another architecture raises ``ValueError`` and leaves them as th
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ from jaxvis import models
 from jaxvis._io import write_text_atomically
 
 CARD = "card.json"
+
+# orbax warns "Given directory is read only" on every read-only manager, which is how
+# restore_model opens a checkpoint by design; drop that one message, keep the others.
+logging.getLogger("absl").addFilter(lambda record: not str(record.msg).startswith("Given directory is read only"))
 
 
 def read_card(directory) -> dict[str, Any]:

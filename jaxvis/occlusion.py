@@ -682,7 +682,11 @@ def _drill_down(run: Callable, grid_PQ2: np.ndarray, stride: tuple[int, int], co
                 fraction: float, n: int):
     """Krypton's adaptive drill-down: the coarse grid everywhere, then the fine grid in the
     ``fraction`` of coarse cells with the largest drop of the true-class probability;
-    the other fine positions take their coarse cell's (top-left position's) values."""
+    the other fine positions take their coarse cell's (top-left position's) values.
+
+    The fraction is counted in positions (``ceil(fraction * cells)`` full cells' worth):
+    cells cut by the grid's edge hold fewer positions, so the next cells in order of drop
+    fill the budget, the last one possibly in part. Every position runs at most once."""
     if any(c % s or c <= s for c, s in zip(coarse, stride)):
         raise ValueError(f"coarse_stride must be a multiple of stride larger than it, got coarse_stride={coarse} "
                          f"with stride={stride}")
@@ -696,18 +700,25 @@ def _drill_down(run: Callable, grid_PQ2: np.ndarray, stride: tuple[int, int], co
                          f"{stride}: nothing to drill into; use a smaller coarse_stride (or none)")
     cell_rows, cell_cols = np.arange(0, p, m[0]), np.arange(0, q, m[1])
     pc, qc = len(cell_rows), len(cell_cols)
-    cells_per_image = math.ceil(fraction * pc * qc)
     offsets = np.array([(u, v) for u in range(m[0]) for v in range(m[1]) if (u, v) != (0, 0)])
+    # each cell's fine positions besides its top-left one; cells cut by the grid's edge hold fewer
+    fine_rows = cell_rows[:, None, None] + offsets[None, None, :, 0]
+    fine_cols = cell_cols[None, :, None] + offsets[None, None, :, 1]
+    inside = ((fine_rows < p) & (fine_cols < q)).reshape(pc * qc, -1)
+    fine = grid_PQ2[np.minimum(fine_rows, p - 1), np.minimum(fine_cols, q - 1)].reshape(pc * qc, -1, 2)
+    # the budget, in positions: a full cell's worth per drilled cell, so that edge cells
+    # (fewer positions) leave room for the next cell in line and no position runs twice
+    count = min(math.ceil(fraction * pc * qc) * len(offsets), int(inside.sum()))
 
     def choose(prob_GT, base_prob_G):
-        cells = np.argsort(prob_GT - base_prob_G[:, None], axis=1, kind="stable")[:, :cells_per_image]
-        rows = np.minimum(cell_rows[cells // qc][..., None] + offsets[:, 0], p - 1)
-        cols = np.minimum(cell_cols[cells % qc][..., None] + offsets[:, 1], q - 1)
-        return grid_PQ2[rows, cols].reshape(len(prob_GT), -1, 2)
+        order = np.argsort(prob_GT - base_prob_G[:, None], axis=1, kind="stable")  # largest drop first
+        valid = inside[order].reshape(len(order), -1)
+        first = np.argsort(~valid, axis=1, kind="stable")[:, :count]  # the first `count` real positions
+        return np.take_along_axis(fine[order].reshape(len(order), -1, 2), first[..., None], axis=1)
 
     coarse_starts = grid_PQ2[np.ix_(cell_rows, cell_cols)].reshape(1, pc * qc, 2)
     out, base, starts = run(starts_NT2=np.broadcast_to(coarse_starts, (n, pc * qc, 2)),
-                            refine=(cells_per_image * len(offsets), choose))
+                            refine=(count, choose))
     rows, cols = starts[:, pc * qc:, 0] // stride[0], starts[:, pc * qc:, 1] // stride[1]
     upsample = (np.arange(p) // m[0])[:, None] * qc + (np.arange(q) // m[1])[None, :]
     images = np.arange(n)[:, None]

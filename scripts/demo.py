@@ -59,8 +59,9 @@ def main(argv=None) -> None:
     x = model.normalize(images[chosen])
     logits, _ = jax.jit(model.apply)(params, model.normalize(images))
     accuracy = float(jnp.mean(jnp.argmax(logits, -1) == labels))
+    full = card.get("test_accuracy")
     print(f"{model.name} from {args.checkpoint}: {accuracy:.2%} on the {len(labels)} bundled sample digits "
-          f"(card: {card.get('test_accuracy', 'n/a')} on the full test set)")
+          f"(card: {'n/a' if full is None else f'{full:.2%}'} on the full test set)")
 
     written = deconvnet_figures(model, params, x, labels[chosen], images, out)
     written += occlusion_plots.demo_figures(model, params, x[:4], labels[chosen][:4], out)

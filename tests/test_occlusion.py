@@ -235,9 +235,24 @@ def test_ssim_hand_computed():
 def test_drill_down_computes_the_top_fraction_and_copies_the_rest(mnist, full_maps):
     model, params, x, labels = mnist
     drilled = sweep(model, params, x, labels, PATCH, STRIDE, fill=0.5, coarse_stride=2 * STRIDE, drill_fraction=0.25)
-    # 4 x 4 coarse cells; ceil(0.25 * 16) = 4 drilled, each adding up to 3 fine positions
-    assert (drilled.computed_NPQ.sum((1, 2)) <= 16 + 4 * 3).all()
+    # 4 x 4 coarse cells of 2 x 2 positions, those of the last row and column cut to 2 or 1;
+    # the budget is ceil(0.25 * 16) = 4 full cells' worth, 4 * 3 fine positions, filled from
+    # the cells in order of coarse drop (a Python loop here), each position once
     done = drilled.computed_NPQ
+    for i in range(len(x)):
+        expected = np.zeros((7, 7), bool)
+        expected[::2, ::2] = True
+        cells = [(r, c) for r in range(0, 7, 2) for c in range(0, 7, 2)]
+        drop = [drilled.base_prob_N[i] - drilled.prob_NPQ[i, r, c] for r, c in cells]
+        budget = 12
+        for k in sorted(range(16), key=lambda k: -drop[k]):
+            r, c = cells[k]
+            for u, v in ((0, 1), (1, 0), (1, 1)):
+                if budget and r + u < 7 and c + v < 7:
+                    expected[r + u, c + v] = True
+                    budget -= 1
+        np.testing.assert_array_equal(done[i], expected)
+    assert (done.sum((1, 2)) == 16 + 12).all()
     np.testing.assert_allclose(drilled.prob_NPQ[done], full_maps.prob_NPQ[done], rtol=0, atol=1e-6)
     cell = 2 * (np.arange(7) // 2)  # each fine position's coarse cell, at its top-left position
     copied = full_maps.prob_NPQ[:, cell[:, None], cell[None, :]]

@@ -48,6 +48,7 @@ def layer_sheet(model: Model, patches: Patches, layer: str, per_row: int = 4) ->
                      "projected (deconvnet) and their image patches", size=1.6)
     for ax, label in zip((ax for ax in fig.axes if ax.images), labels):
         ax.set_title(label, fontsize=7)
+    fig.tight_layout()  # again: the titles above are set after grid's layout
     return fig
 
 
