@@ -6,6 +6,10 @@ names the model and its build overrides (for shipped models also the accuracy, d
 command, training time and code commit). ``restore_model(path)`` rebuilds the model from
 the card and loads its parameters. Reading never changes the files: a damaged checkpoint
 or one made for another architecture raises ``ValueError`` and leaves them as they were.
+
+After ``jax.distributed.initialize`` orbax synchronizes the processes in every save and
+restore, so every process must call these functions together (process 0 alone would wait
+for the others forever); only process 0 writes ``card.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from jaxvis import models
 from jaxvis._io import write_text_atomically
@@ -87,8 +92,17 @@ def _handlers(items):
     return {k: ocp.StandardCheckpointHandler() for k in items}
 
 
+def _default_sharding() -> jax.sharding.Sharding:
+    """Where restored arrays go: the first device in a single process; otherwise replicated
+    over the devices of all processes, so that each process holds all of them."""
+    if jax.process_count() == 1:
+        return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("all",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
 def _abstract(tree, sharding=None):
-    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    sharding = sharding or _default_sharding()
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), tree)
 
 
@@ -188,7 +202,8 @@ def restore_model(path, step: int | None = None):
 
     Returns:
       ``(model, params, card)``; ``card["step"]`` is the step restored. Runs of several
-      models (``card["num_models"]``) give parameters with a leading model axis.
+      models (``card["num_models"]``) give parameters with a leading model axis. Over
+      several processes every process calls this, and gets the parameters replicated.
     """
     directory = _checkpoint_dir(path).absolute()
     card = read_card(directory)
@@ -221,11 +236,14 @@ def check_export_destination(destination) -> None:
 def export(path, destination, **card_entries) -> Path:
     """Write the parameters of a checkpoint, without optimizer state, to ``destination``.
 
-    The destination's card is the source's card updated with ``card_entries``.
+    The destination's card is the source's card updated with ``card_entries`` (process
+    0's, over several processes, which must all call this).
     """
-    _, params, card = restore_model(path)
     destination = Path(destination).absolute()
     check_export_destination(destination)
+    if jax.process_count() > 1:  # every process has checked before process 0 writes the card
+        multihost_utils.sync_global_devices("jaxvis.checkpoint.export")
+    _, params, card = restore_model(path)
     ckpt = Checkpointer(destination, {**card, **card_entries}, keep=1, items=("params",))
     ckpt.save(card["step"], {"params": params})
     ckpt.close()

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
@@ -204,12 +205,17 @@ def _evaluator(model: models.Model, stacked: bool, strategy: str = "vmap"):
 
 
 def data_mesh(num_devices: int | None = None) -> Mesh:
-    """A 1-D mesh with axis ``data`` over all devices (of all hosts), or the first ``num_devices``."""
+    """A 1-D mesh with axis ``data`` over all devices (of all hosts), or the first ``num_devices``
+    (over several processes, as many of each)."""
     devices = jax.devices()
     if num_devices is not None:
         if not 1 <= num_devices <= len(devices):
             raise ValueError(f"num_devices must be in [1, {len(devices)}] (the devices JAX sees), got {num_devices}")
         devices = devices[:num_devices]
+    per_process = [sum(d.process_index == p for d in devices) for p in range(jax.process_count())]
+    if len(set(per_process)) > 1:  # each process feeds its devices an equal share of each batch
+        raise ValueError(f"num_devices={num_devices} would use {per_process} devices of the {len(per_process)} "
+                         "processes, but each process must give the same number; num_devices=None uses all")
     return Mesh(np.asarray(devices), ("data",))
 
 
@@ -428,8 +434,13 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
 
     try:
         step = start
-        if 0 < start < stop and eval_due(start) and not log.has(start, config.eval_split):
-            run_eval(start)  # a kill cut this evaluation short after the checkpoint before it
+        # a kill cut this evaluation short after the checkpoint before it; process 0 keeps
+        # the log, and its answer holds for all, as an evaluation involves every process
+        redo_eval = 0 < start < stop and eval_due(start) and not log.has(start, config.eval_split)
+        if jax.process_count() > 1:
+            redo_eval = bool(multihost_utils.broadcast_one_to_all(np.bool_(redo_eval)))
+        if redo_eval:
+            run_eval(start)
         while step < stop:
             epoch, offset = divmod(step, steps_per_epoch)
             epoch_batches = [train_ds.batches(config.batch_size, shuffle_seed=seed, epoch=epoch, skip=offset,

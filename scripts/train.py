@@ -5,7 +5,9 @@
     python scripts/train.py --config mnist_cnn --workdir outputs/seeds --seeds 0 1 2 3   # one vmapped program
     python scripts/train.py ... --export checkpoints/mnist_cnn   # params-only copy with a card
 
-Over several hosts, give every process --coordinator-address, --num-processes and --process-id.
+Over several hosts, give every process --coordinator-address, --num-processes and --process-id
+(and the same --workdir and --export, on a file system they share); process 0 prints and writes
+the card.
 """
 
 import argparse
@@ -57,10 +59,12 @@ def main():
         result = train.train_many(config, args.workdir, args.seeds, **options)
     else:
         result = train.train_and_evaluate(config, args.workdir, **options)
-    print(json.dumps({"config": config.name, "step": result["step"], "eval": result["eval"],
-                      "train_seconds": round(result["train_seconds"], 1)}))
-    print(f"checkpoints and metrics in {args.workdir}")
-    if args.export and jax.process_index() == 0:
+    is_main = jax.process_index() == 0
+    if is_main:
+        print(json.dumps({"config": config.name, "step": result["step"], "eval": result["eval"],
+                          "train_seconds": round(result["train_seconds"], 1)}))
+        print(f"checkpoints and metrics in {args.workdir}")
+    if args.export:  # every process: orbax's save and restore synchronize them
         card = {"test_accuracy": result["eval"]["top1"], "test_top5": result["eval"]["top5"],
                 "test_loss": result["eval"]["loss"], "data": result["data"],
                 "command": shlex.join(["python", *sys.argv]), "train_seconds": round(result["train_seconds"], 1),
@@ -68,7 +72,9 @@ def main():
                            f"{jax.device_count()} x {jax.devices()[0].device_kind}",
                 "date": datetime.date.today().isoformat(), "code_commit": _git("rev-parse", "HEAD"),
                 "code_modified": bool(_git("status", "--porcelain", "--", "jaxvis", "scripts"))}
-        print(f"exported to {checkpoint.export(args.workdir, args.export, **card)}")
+        destination = checkpoint.export(args.workdir, args.export, **card)
+        if is_main:
+            print(f"exported to {destination}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,128 @@
+"""Training over two processes (``jax.distributed`` on CPU, with jax's default gloo
+collectives) against one process.
+
+``scripts/train.py`` runs as two local processes with one CPU device each, which share each
+batch. The oracle is one process with two CPU devices over the same global batches: the same
+arithmetic, without ``jax.distributed``. (One device differs from both by the float noise of
+splitting each batch, ~1e-4 after 50 Adam steps; tests/test_train.py checks that part.) A
+hang (a collective or orbax barrier reached by one process only) fails the test at its
+timeout, with both processes killed, instead of blocking.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxvis import checkpoint, configs, train
+
+ROOT = Path(__file__).resolve().parent.parent
+# 1,000 sample images: 25 steps of 40 an epoch; evaluation in 2 batches of 500 (250 a process)
+SETTINGS = dict(model_overrides={"widths": (8, 16), "hidden": 32}, dataset="mnist_sample", train_split="test",
+                batch_size=40, eval_batch_size=500, num_epochs=2, optimizer="adam", learning_rate=2e-3,
+                schedule="constant", log_every_steps=5, checkpoint_every_steps=25)
+TIMEOUT = 240
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def run_two_processes(workdir, *args: str, **overrides) -> list[tuple[int, str]]:
+    """Run ``scripts/train.py`` as processes 0 and 1 of one job with ``SETTINGS`` and
+    ``overrides``; the exit status and output of each. Fails the test, with both outputs, if
+    they are not done within ``TIMEOUT`` seconds (both are killed, after printing their stacks)."""
+    sets = [arg for k, v in {**SETTINGS, **overrides}.items() for arg in ("--set", f"{k}={v!r}")]
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", "mnist_cnn", "--workdir", str(workdir),
+               "--no-progress", *sets, *args, "--coordinator-address", f"localhost:{free_port()}", "--num-processes", "2"]
+    env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
+           "PYTHONFAULTHANDLER": "1"}
+    logs = [tempfile.TemporaryFile("w+") for _ in range(2)]  # not pipes: a full one would block the process
+    procs = [subprocess.Popen([*command, "--process-id", str(i)], env=env, stdout=log, stderr=subprocess.STDOUT)
+             for i, log in enumerate(logs)]
+    deadline, hung = time.monotonic() + TIMEOUT, False
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            hung = True
+            for p in procs:  # faulthandler prints where each one waits, then it aborts
+                p.send_signal(signal.SIGABRT)
+            time.sleep(5)
+            for p in procs:
+                p.kill()
+            break
+    results = []
+    for proc, log in zip(procs, logs):
+        log.seek(0)
+        results.append((proc.wait(), log.read()))
+        log.close()
+    if hung:
+        pytest.fail(f"the two processes did not finish within {TIMEOUT} s (a hang?)\n{report(results)}")
+    return results
+
+
+def report(results) -> str:
+    return "\n".join(f"--- process {i} (exit status {rc}):\n{out[-3000:]}" for i, (rc, out) in enumerate(results))
+
+
+def train_two_processes(workdir, *args: str, **overrides) -> list[str]:
+    """:func:`run_two_processes` that must succeed; the outputs."""
+    results = run_two_processes(workdir, *args, **overrides)
+    assert all(rc == 0 for rc, _ in results), report(results)
+    return [out for _, out in results]
+
+
+def train_one_process_two_devices(workdir, *args: str) -> str:
+    """The oracle: ``scripts/train.py`` with ``SETTINGS`` in one process with two CPU devices; its output."""
+    sets = [arg for k, v in SETTINGS.items() for arg in ("--set", f"{k}={v!r}")]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", "mnist_cnn", "--workdir",
+                          str(workdir), "--no-progress", *sets, *args], env=env, capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+def test_two_processes_resume_and_export_like_one_process(tmp_path):
+    # the first run stops at the end of epoch 1, after its evaluation; the second resumes there
+    # (only process 0 keeps the log that says so), trains epoch 2 and exports
+    two, one = tmp_path / "two", tmp_path / "one"
+    train_two_processes(two / "run", max_steps=25)
+    outputs = train_two_processes(two / "run", "--export", str(two / "export"), max_steps=None)
+    train_one_process_two_devices(one / "run", "--export", str(one / "export"))
+
+    logs = [train.read_metrics(d / "run") for d in (two, one)]
+    assert [(r["step"], r["split"]) for r in logs[0]] == [(r["step"], r["split"]) for r in logs[1]]
+    assert [r["step"] for r in logs[0] if r["split"] == "test"] == [25, 50]
+    for key in ("loss", "accuracy", "top1", "top5"):
+        np.testing.assert_allclose([r.get(key, 0) for r in logs[0]], [r.get(key, 0) for r in logs[1]],
+                                   rtol=1e-6, err_msg=key)
+    (model, params, card), (_, oracle, oracle_card) = (checkpoint.restore_model(d / "export") for d in (two, one))
+    assert model == configs.get("mnist_cnn", **SETTINGS).build_model() and card["step"] == 50
+    for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(params)[0], jax.tree.leaves(oracle)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6,
+                                   err_msg=jax.tree_util.keystr(path))
+    for key in ("test_loss", "test_accuracy", "test_top5"):
+        np.testing.assert_allclose(card[key], oracle_card[key], rtol=1e-6, err_msg=key)
+    assert card["config"] == oracle_card["config"] == checkpoint.read_card(two / "run" / "checkpoints")["config"]
+    assert "--process-id 0" in card["command"] and card["machine"].endswith("2 x cpu")
+    assert sorted(p.name for p in (two / "export" / "50").iterdir() if p.is_dir()) == ["params"]  # no optimizer state
+    assert f"exported to {two / 'export'}" in outputs[0] and "exported" not in outputs[1]  # process 0 prints
+
+
+def test_devices_of_one_process_only_are_refused_by_both(tmp_path):
+    # process 1 would otherwise fail alone, and process 0 wait for it in a collective
+    for rc, out in run_two_processes(tmp_path, num_devices=1):
+        assert rc == 1 and "num_devices=1 would use [1, 0] devices of the 2 processes" in out, out[-3000:]
