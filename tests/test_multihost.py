@@ -83,9 +83,10 @@ def train_two_processes(workdir, *args: str, **overrides) -> list[str]:
     return [out for _, out in results]
 
 
-def train_one_process_two_devices(workdir, *args: str) -> str:
-    """The oracle: ``scripts/train.py`` with ``SETTINGS`` in one process with two CPU devices; its output."""
-    sets = [arg for k, v in SETTINGS.items() for arg in ("--set", f"{k}={v!r}")]
+def train_one_process_two_devices(workdir, *args: str, **overrides) -> str:
+    """The oracle: ``scripts/train.py`` with ``SETTINGS`` and ``overrides`` in one process with
+    two CPU devices; its output."""
+    sets = [arg for k, v in {**SETTINGS, **overrides}.items() for arg in ("--set", f"{k}={v!r}")]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", "mnist_cnn", "--workdir",
@@ -126,3 +127,37 @@ def test_devices_of_one_process_only_are_refused_by_both(tmp_path):
     # process 1 would otherwise fail alone, and process 0 wait for it in a collective
     for rc, out in run_two_processes(tmp_path, num_devices=1):
         assert rc == 1 and "num_devices=1 would use [1, 0] devices of the 2 processes" in out, out[-3000:]
+
+
+def test_two_processes_train_many_and_export_like_one_process(tmp_path):
+    # --seeds: two models in one program (default strategy, unroll on CPUs), one epoch; the
+    # second call finds the run done, restores both models, evaluates them again and exports
+    two, one = tmp_path / "two", tmp_path / "one"
+    seeds, epoch = ("--seeds", "0", "1"), dict(num_epochs=1)
+    train_two_processes(two / "run", *seeds, **epoch)
+    outputs = train_two_processes(two / "run", *seeds, "--export", str(two / "export"), **epoch)
+    train_one_process_two_devices(one / "run", *seeds, **epoch)
+
+    logs = [train.read_metrics(d / "run") for d in (two, one)]
+    assert [(r["step"], r["split"]) for r in logs[0]] == [(r["step"], r["split"]) for r in logs[1]]
+    assert [r["step"] for r in logs[0] if r["split"] == "test"] == [25]  # not twice
+    for key in ("loss", "accuracy", "top1", "top5"):
+        assert all(len(r[key]) == 2 for r in logs[0] if key in r), key  # one entry per model
+        np.testing.assert_allclose([r.get(key, [0, 0]) for r in logs[0]], [r.get(key, [0, 0]) for r in logs[1]],
+                                   rtol=1e-6, err_msg=key)
+    _, oracle, oracle_card = checkpoint.restore_model(one / "run")
+    assert oracle_card["num_models"] == 2 and oracle_card["seeds"] == [0, 1] and oracle_card["step"] == 25
+    for where in (two / "run", two / "export"):
+        model, params, card = checkpoint.restore_model(where)
+        assert model == configs.get("mnist_cnn", **SETTINGS).build_model() and card["step"] == 25
+        assert card["num_models"] == 2 and card["seeds"] == [0, 1]
+        for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(params)[0], jax.tree.leaves(oracle)):
+            assert x.shape[0] == 2 and not np.allclose(x[0], x[1]), jax.tree_util.keystr(path)  # two models
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{where}: {jax.tree_util.keystr(path)}")
+    card = checkpoint.read_card(two / "export")
+    final = logs[1][-1]
+    for key, record_key in (("test_loss", "loss"), ("test_accuracy", "top1"), ("test_top5", "top5")):
+        np.testing.assert_allclose(card[key], final[record_key], rtol=1e-6, err_msg=key)  # one per model
+    assert sorted(p.name for p in (two / "export" / "25").iterdir() if p.is_dir()) == ["params"]
+    assert f"exported to {two / 'export'}" in outputs[0] and "exported" not in outputs[1]
