@@ -227,10 +227,21 @@ def restore_model(path, step: int | None = None):
 
 
 def check_export_destination(destination) -> None:
-    """Raise unless ``destination`` is missing or empty: an export never overwrites."""
+    """Raise unless ``destination`` is missing or empty: an export never overwrites.
+
+    Over several processes (which must all call this) the answer is one for all: if any
+    process sees a non-empty destination, every one raises, and none waits for the others.
+    """
     destination = Path(destination).absolute()
-    if destination.exists() and any(destination.iterdir()):
-        raise ValueError(f"export destination {destination} is not empty; remove it first")
+    problem = (f"export destination {destination} is not empty; remove it first"
+               if destination.exists() and any(destination.iterdir()) else "")
+    if jax.process_count() > 1:
+        refused = np.asarray(multihost_utils.process_allgather(np.bool_(bool(problem))))
+        if refused.any() and not problem:
+            problem = (f"export destination {destination} is not empty on processes "
+                       f"{np.flatnonzero(refused).tolist()}; every process must see the same (shared) destination")
+    if problem:
+        raise ValueError(problem)
 
 
 def export(path, destination, **card_entries) -> Path:
@@ -240,9 +251,7 @@ def export(path, destination, **card_entries) -> Path:
     0's, over several processes, which must all call this).
     """
     destination = Path(destination).absolute()
-    check_export_destination(destination)
-    if jax.process_count() > 1:  # every process has checked before process 0 writes the card
-        multihost_utils.sync_global_devices("jaxvis.checkpoint.export")
+    check_export_destination(destination)  # over several processes also their barrier before process 0 writes
     _, params, card = restore_model(path)
     ckpt = Checkpointer(destination, {**card, **card_entries}, keep=1, items=("params",))
     ckpt.save(card["step"], {"params": params})

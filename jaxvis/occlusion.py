@@ -608,7 +608,10 @@ def sweep(model: Model, params: Params, images_NHWC, labels_N, patch, stride, fi
       coarse_stride: adaptive drill-down: this stride everywhere (a multiple of
         ``stride``), then ``stride`` in the ``drill_fraction`` of coarse cells where
         the true-class probability drops most (approximate).
-      drill_fraction: the fraction ``r`` of coarse cells drilled into.
+      drill_fraction: the fraction ``r`` of coarse cells drilled into, counted in
+        positions: ``ceil(r * cells)`` full cells' worth of fine positions, taken from
+        the cells in order of drop (cells cut by the grid's edge hold fewer, so more
+        cells fit); every position runs at most once.
       score: what the attribution measures: "probability" or "logit" of the true class.
       mesh: spread each call's positions over this mesh's first axis (its devices).
       progress: called with the number of positions finished after each call.

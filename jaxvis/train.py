@@ -214,8 +214,10 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
         devices = devices[:num_devices]
     per_process = [sum(d.process_index == p for d in devices) for p in range(jax.process_count())]
     if len(set(per_process)) > 1:  # each process feeds its devices an equal share of each batch
+        hint = ("num_devices=None uses all" if num_devices is not None
+                else "give every process the same number of devices")
         raise ValueError(f"num_devices={num_devices} would use {per_process} devices of the {len(per_process)} "
-                         "processes, but each process must give the same number; num_devices=None uses all")
+                         f"processes, but each process must give the same number; {hint}")
     return Mesh(np.asarray(devices), ("data",))
 
 

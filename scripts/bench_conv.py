@@ -6,11 +6,14 @@
 (batch 128) and in an occlusion sweep (625 positions' windows), and vgg16's wide windows
 (8 positions). For each: XLA's direct convolution (``jaxvis.layers.conv2d``), XLA by
 Winograd's F(2x2, 3x3) (``jaxvis.layers.winograd_conv``, the incremental occlusion path on
-CPU), and torch's (oneDNN on CPU) in NCHW and channels-last. Rates are multiply-adds of
+CPU), XLA by im2col (the 9 shifted inputs side by side, one matrix product), and torch's
+(oneDNN on CPU) in NCHW and channels-last. ``XLA_FLAGS`` (printed in the header) tries
+XLA:CPU's options, e.g. ``--xla_cpu_use_xnnpack=true``. Rates are multiply-adds of
 the direct convolution per second (GMAC/s), forward only, float32, median of repeats.
 """
 
 import argparse
+import os
 import platform
 import time
 
@@ -27,6 +30,14 @@ SHAPES = [  # (what, batch, input side, in channels, out channels); "same" paddi
     ("vgg16 conv3_3, occlusion windows", 8, 14, 256, 256),
     ("vgg16 conv5_3, occlusion windows", 8, 14, 512, 512),
 ]
+
+
+def im2col_conv(x, k):
+    """A 3x3 "same" convolution as one matrix product over the 9 shifted inputs."""
+    n, h, w, c = x.shape
+    xp = jax.numpy.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    cols = jax.numpy.concatenate([xp[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], axis=-1)
+    return (cols.reshape(-1, 9 * c) @ k.reshape(9 * c, -1)).reshape(n, h, w, -1)
 
 
 def seconds(fn, repeats: int) -> float:
@@ -53,25 +64,28 @@ def main():
         macs = n * side * side * 9 * cin * cout
         direct = jax.jit(lambda x, k: L.conv2d(x, k, padding=((1, 1), (1, 1))))
         winograd = jax.jit(lambda x, u: L.winograd_conv(jax.numpy.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), u))
+        im2col = jax.jit(im2col_conv)
         xj, kj, uj = jax.device_put(x), jax.device_put(k), L.winograd_kernel(jax.device_put(k))
-        np.testing.assert_allclose(np.asarray(winograd(xj, uj)), np.asarray(direct(xj, kj)), rtol=1e-4, atol=1e-4)
+        for other in (winograd(xj, uj), im2col(xj, kj)):
+            np.testing.assert_allclose(np.asarray(other), np.asarray(direct(xj, kj)), rtol=1e-4, atol=1e-4)
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
         kt = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
         xl = xt.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             rates = [macs / seconds(lambda: direct(xj, kj).block_until_ready(), args.repeats),
                      macs / seconds(lambda: winograd(xj, uj).block_until_ready(), args.repeats),
+                     macs / seconds(lambda: im2col(xj, kj).block_until_ready(), args.repeats),
                      macs / seconds(lambda: torch.nn.functional.conv2d(xt, kt, padding=1), args.repeats),
                      macs / seconds(lambda: torch.nn.functional.conv2d(xl, kt, padding=1), args.repeats)]
         rows.append((what, n, side, cin, cout, *[r / 1e9 for r in rates]))
 
     print(f"{platform.machine()}, {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n")
-    print("| convolution | batch | side | in -> out | XLA direct | XLA Winograd | torch NCHW | torch channels-last "
-          "| best torch / XLA direct |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for what, n, side, cin, cout, xd, xw, tn, tl in rows:
-        print(f"| {what} | {n} | {side} | {cin} -> {cout} | {xd:.0f} | {xw:.0f} | {tn:.0f} | {tl:.0f} "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}\n")
+    print("| convolution | batch | side | in -> out | XLA direct | XLA Winograd | XLA im2col | torch NCHW "
+          "| torch channels-last | best torch / XLA direct |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for what, n, side, cin, cout, xd, xw, xi, tn, tl in rows:
+        print(f"| {what} | {n} | {side} | {cin} -> {cout} | {xd:.0f} | {xw:.0f} | {xi:.0f} | {tn:.0f} | {tl:.0f} "
               f"| {max(tn, tl) / xd:.1f}x |")
     print("\nGMAC/s (multiply-adds of the direct convolution per second), forward, float32.")
 

@@ -91,6 +91,8 @@ def main(argv=None) -> None:
 
     out = cli.output_dir(args)
     settings = {k: getattr(args, k) for k in SETTINGS}
+    if args.coarse_stride:  # drill_fraction counts positions since 2026-11-23 (cells before): no mixed runs
+        settings["drill_budget"] = "positions"
     recorded = check_settings(out, settings)  # recorded with the first shard: a failed start leaves no run
     model, params, _ = cli.open_network(args)
     dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)

@@ -48,11 +48,10 @@ def main():
     parser.add_argument("--num-processes", type=int)
     parser.add_argument("--process-id", type=int)
     args = parser.parse_args()
+    if args.coordinator_address:  # first: anything that asks JAX about devices would start it single-process
+        jax.distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
     if args.export:  # before training, so that the mistake costs none
         checkpoint.check_export_destination(args.export)
-
-    if args.coordinator_address:
-        jax.distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
     config = configs.get(args.config, **dict(args.set))
     options = {"data_dir": args.data_dir, "progress": not args.no_progress}
     if args.seeds:

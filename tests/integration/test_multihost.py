@@ -24,7 +24,7 @@ import pytest
 
 from jaxvis import checkpoint, configs, train
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # 1,000 sample images: 25 steps of 40 an epoch; evaluation in 2 batches of 500 (250 a process)
 SETTINGS = dict(model_overrides={"widths": (8, 16), "hidden": 32}, dataset="mnist_sample", train_split="test",
                 batch_size=40, eval_batch_size=500, num_epochs=2, optimizer="adam", learning_rate=2e-3,
@@ -38,9 +38,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two_processes(workdir, *args: str, **overrides) -> list[tuple[int, str]]:
-    """Run ``scripts/train.py`` as processes 0 and 1 of one job with ``SETTINGS`` and
-    ``overrides``; the exit status and output of each. Fails the test, with both outputs, if
+def run_two_processes(workdir, *args: str, cwds=(None, None), **overrides) -> list[tuple[int, str]]:
+    """Run ``scripts/train.py`` as processes 0 and 1 of one job (in ``cwds``) with ``SETTINGS``
+    and ``overrides``; the exit status and output of each. Fails the test, with both outputs, if
     they are not done within ``TIMEOUT`` seconds (both are killed, after printing their stacks)."""
     sets = [arg for k, v in {**SETTINGS, **overrides}.items() for arg in ("--set", f"{k}={v!r}")]
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", "mnist_cnn", "--workdir", str(workdir),
@@ -48,8 +48,8 @@ def run_two_processes(workdir, *args: str, **overrides) -> list[tuple[int, str]]
     env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
            "PYTHONFAULTHANDLER": "1"}
     logs = [tempfile.TemporaryFile("w+") for _ in range(2)]  # not pipes: a full one would block the process
-    procs = [subprocess.Popen([*command, "--process-id", str(i)], env=env, stdout=log, stderr=subprocess.STDOUT)
-             for i, log in enumerate(logs)]
+    procs = [subprocess.Popen([*command, "--process-id", str(i)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                              cwd=cwd) for i, (log, cwd) in enumerate(zip(logs, cwds))]
     deadline, hung = time.monotonic() + TIMEOUT, False
     for proc in procs:
         try:
@@ -161,3 +161,17 @@ def test_two_processes_train_many_and_export_like_one_process(tmp_path):
         np.testing.assert_allclose(card[key], final[record_key], rtol=1e-6, err_msg=key)  # one per model
     assert sorted(p.name for p in (two / "export" / "25").iterdir() if p.is_dir()) == ["params"]
     assert f"exported to {two / 'export'}" in outputs[0] and "exported" not in outputs[1]
+
+
+def test_an_export_destination_refused_by_one_process_is_refused_by_both(tmp_path):
+    # a relative --export from other working directories: process 1 sees a non-empty folder,
+    # process 0 an empty one; both must stop before training, neither waiting for the other
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "export").mkdir(parents=True)
+    (tmp_path / "b" / "export" / "keep.txt").write_text("not ours")
+    results = run_two_processes(tmp_path / "run", "--export", "export", cwds=(tmp_path / "a", tmp_path / "b"))
+    (rc0, out0), (rc1, out1) = results
+    assert rc0 == 1 and f"export destination {tmp_path / 'a' / 'export'} is not empty on processes [1]" in out0, out0
+    assert rc1 == 1 and f"export destination {tmp_path / 'b' / 'export'} is not empty; remove it first" in out1, out1
+    assert not (tmp_path / "run").exists()  # refused before training
+    assert (tmp_path / "b" / "export" / "keep.txt").read_text() == "not ours"
