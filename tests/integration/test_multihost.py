@@ -38,13 +38,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def train_command(workdir, *args: str, **overrides) -> list[str]:
+    """``scripts/train.py`` on ``mnist_cnn`` with ``SETTINGS`` and ``overrides``."""
+    sets = [arg for k, v in {**SETTINGS, **overrides}.items() for arg in ("--set", f"{k}={v!r}")]
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", "mnist_cnn", "--workdir", str(workdir),
+            "--no-progress", *sets, *args]
+
+
 def run_two_processes(workdir, *args: str, cwds=(None, None), **overrides) -> list[tuple[int, str]]:
     """Run ``scripts/train.py`` as processes 0 and 1 of one job (in ``cwds``) with ``SETTINGS``
     and ``overrides``; the exit status and output of each. Fails the test, with both outputs, if
     they are not done within ``TIMEOUT`` seconds (both are killed, after printing their stacks)."""
-    sets = [arg for k, v in {**SETTINGS, **overrides}.items() for arg in ("--set", f"{k}={v!r}")]
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", "mnist_cnn", "--workdir", str(workdir),
-               "--no-progress", *sets, *args, "--coordinator-address", f"localhost:{free_port()}", "--num-processes", "2"]
+    command = train_command(workdir, *args, "--coordinator-address", f"localhost:{free_port()}", "--num-processes",
+                            "2", **overrides)
     env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
            "PYTHONFAULTHANDLER": "1"}
     logs = [tempfile.TemporaryFile("w+") for _ in range(2)]  # not pipes: a full one would block the process
@@ -86,11 +92,9 @@ def train_two_processes(workdir, *args: str, **overrides) -> list[str]:
 def train_one_process_two_devices(workdir, *args: str, **overrides) -> str:
     """The oracle: ``scripts/train.py`` with ``SETTINGS`` and ``overrides`` in one process with
     two CPU devices; its output."""
-    sets = [arg for k, v in {**SETTINGS, **overrides}.items() for arg in ("--set", f"{k}={v!r}")]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", "mnist_cnn", "--workdir",
-                          str(workdir), "--no-progress", *sets, *args], env=env, capture_output=True, text=True,
+    run = subprocess.run(train_command(workdir, *args, **overrides), env=env, capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return run.stdout
