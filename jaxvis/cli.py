@@ -40,11 +40,21 @@ def parser(doc: str | None, *, out: str | None, checkpoint: str | None = None, d
     return p
 
 
-def output_dir(args: argparse.Namespace) -> Path:
-    """``--out``, created."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def output_dir(args: argparse.Namespace, flag: str = "--out") -> Path:
+    """``--out`` (or the folder named by ``flag``), created; a path that is a file is a ``ValueError``."""
+    out = Path(getattr(args, flag.lstrip("-").replace("-", "_")))
+    return folder(out, flag)
+
+
+def folder(path, what: str) -> Path:
+    """``path`` as a folder, created with its parents; a ``ValueError`` names ``what`` when
+    it, or a parent, is a file."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"{what} must be a folder, but {p} is a file")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def open_network(args: argparse.Namespace) -> tuple[Model, Params, dict]:
@@ -114,16 +124,30 @@ def read_json(path):
         raise SystemExit(f"cannot read {path} as JSON ({type(err).__name__}: {err}); restore or delete it") from err
 
 
+# What ends a script with one line instead of a traceback: bad input (jaxvis raises
+# ``ValueError`` naming what was expected and what was given), the file system refusing a
+# path (``OSError``: a file where a folder is expected, a missing or unreadable file, no
+# permission), and a run that stopped being finite (``FloatingPointError``).
+USER_ERRORS = (ValueError, OSError, FloatingPointError)
+
+
 def run(main) -> None:
-    """Run a script's ``main()``. Bad input (a ``ValueError`` or ``FileNotFoundError``, whose
-    message says what was expected and what was given) ends it with that message and exit
-    status 1 instead of a traceback; set ``JAXVIS_TRACEBACK=1`` to see the traceback."""
+    """Run a script's ``main()``. A user error (:data:`USER_ERRORS`) ends it with its message
+    and exit status 1 instead of a traceback; set ``JAXVIS_TRACEBACK=1`` to see the traceback."""
     try:
         main()
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         if os.environ.get("JAXVIS_TRACEBACK"):
             raise
-        raise SystemExit(f"error: {err}") from None
+        raise SystemExit(f"error: {_describe(err)}") from None
+
+
+def _describe(err: BaseException) -> str:
+    """The error's message; an ``OSError`` also names its path and, where the message
+    alone is terse (``[Errno 20] Not a directory``), what kind of failure it was."""
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in str(err.strerror or ""):
+        return f"{err.strerror or type(err).__name__}: {err.filename}"
+    return str(err)
 
 
 def report(paths) -> None:
