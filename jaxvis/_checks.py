@@ -8,6 +8,7 @@ Checks on array *values* (finiteness, index ranges) run only on concrete arrays;
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterable, Sequence
 
@@ -105,3 +106,51 @@ def positive(what: str, value, strict: bool = True) -> None:
     if not ok:
         bound = "> 0" if strict else ">= 0"
         raise ValueError(f"{what} must be {bound}, got {value!r}")
+
+
+def prng_key(what: str, key) -> None:
+    """Raise unless ``key`` is a JAX PRNG key: a typed key (``jax.random.key``) or a raw
+    ``uint32[2]`` key (``jax.random.PRNGKey``)."""
+    if isinstance(key, jax.core.Tracer):
+        return
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return
+    shape, dtype = np.shape(key), getattr(key, "dtype", None)
+    if isinstance(key, (jax.Array, np.ndarray)) and dtype == np.uint32 and shape[-1:] == (2,):
+        return
+    given = f"{type(key).__name__} {key!r}" if np.ndim(key) == 0 else f"{type(key).__name__} of shape {shape}, dtype {dtype}"
+    raise ValueError(f"{what} must be a JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got {given}")
+
+
+def keywords(what: str, given: Iterable[str], allowed: Iterable[str]) -> None:
+    """Raise unless every name in ``given`` is in ``allowed``, suggesting the closest."""
+    allowed = list(allowed)
+    for name in given:
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{what} has no setting {name!r}; its settings are {allowed}.{hint}")
+
+
+def annotated_fields(obj) -> None:
+    """Raise unless each field of the dataclass ``obj`` annotated ``int``, ``float`` or
+    ``bool`` holds a value of that type (an ``int`` is a ``float``; a ``bool`` is neither,
+    and ``2.5`` is not an ``int``). Dataclasses call it first in ``__post_init__`` so one
+    rule covers every numeric setting."""
+    for field in dataclasses.fields(obj):
+        kind = {"int": int, "float": float, "bool": bool}.get(
+            field.type if isinstance(field.type, str) else getattr(field.type, "__name__", ""))
+        if kind is None:
+            continue
+        value = getattr(obj, field.name)
+        if kind is bool:
+            ok = isinstance(value, (bool, np.bool_))
+        elif isinstance(value, (bool, np.bool_)):
+            ok = False
+        elif kind is int:
+            ok = isinstance(value, (int, np.integer))
+        else:
+            ok = isinstance(value, (int, float, np.integer, np.floating))
+        if not ok:
+            raise ValueError(f"{type(obj).__name__}.{field.name} must be {'an' if kind is int else 'a'} "
+                             f"{kind.__name__}, got {type(value).__name__} {value!r}")
