@@ -8,6 +8,12 @@
   ``guided`` (guided backpropagation) or ``deconvnet`` (Zeiler & Fergus).
 - :func:`smoothgrad` (Smilkov et al. 2017) and :func:`integrated_gradients`
   (Sundararajan et al. 2017), as wrappers of :func:`gradients`.
+- :func:`grad_cam` and :func:`guided_grad_cam`: Selvaraju et al. 2017 (arXiv 1610.02391)
+  Sec. 3, ``ReLU(sum_k alpha_k^c A^k)`` with ``alpha_k^c`` the spatial mean of ``dS_c/dA^k``
+  at a convolutional layer's maps ``A``, and Sec. 3.2's guided Grad-CAM, guided
+  backpropagation times the map upsampled to the input (:func:`interpolate`, PyTorch's
+  and so Captum's resampling). One forward pass serves every class; each class's backward
+  pass runs from the logits down to ``A`` only.
 - :func:`localization_box`: Simonyan Sec. 3.2's weakly supervised localization, with the
   GraphCut segmentation replaced by a threshold at a quantile of the map; the box is
   that of the largest connected foreground component (:func:`largest_component`).
@@ -16,14 +22,16 @@
   in saliency order, the class probability tracked; the area under each curve summarizes
   it (deletion: lower is more faithful; insertion: higher).
 
-Classes are given as one index for all images, one per image ``(N,)``, or several per
-image ``(N, K)``; results carry the same leading axes.
+Classes are given as one index for all images, one per image ``(N,)``, several per
+image ``(N, K)``, or ``"all"`` (every class, as ``(N, num_classes)``); results carry the
+same leading axes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -38,13 +46,22 @@ CONNECTIVITY = (4, 8)
 def _classes_NK(model: Model, x_NHWC, classes) -> tuple[jax.Array, bool]:
     """Class indices as ``(N, K)`` and whether the caller gave a K axis."""
     _checks.images(x_NHWC, model.input_shape)
+    output = model.shapes[model.names[-1]]
+    if len(output) != 1:
+        raise ValueError(f"{model.name} must end in class scores (a flat output), its output has shape {output}")
+    n = x_NHWC.shape[0]
+    if isinstance(classes, str):
+        _checks.choice("classes", classes, ("all",))
+        return jnp.broadcast_to(jnp.arange(model.num_classes), (n, model.num_classes)), True
     _checks.index("class", classes, model.num_classes)
     classes = jnp.asarray(classes)
-    n = x_NHWC.shape[0]
     if classes.ndim == 0:
         return jnp.broadcast_to(classes, (n, 1)), False
     if classes.ndim > 2 or classes.shape[0] != n:
         raise ValueError(f"classes must be one index, shape (N,) or shape (N, K) with N = {n} images, "
+                         f"got shape {classes.shape}")
+    if classes.ndim == 2 and classes.shape[1] == 0:
+        raise ValueError(f"classes of shape (N, K) need at least one class per image (K >= 1), "
                          f"got shape {classes.shape}")
     return (classes[:, None], False) if classes.ndim == 1 else (classes, True)
 
@@ -80,6 +97,8 @@ def gradients(model: Model, params: Params, x_NHWC, classes, rule: str = "gradie
 
 def to_map(attributions_HWC) -> jax.Array:
     """Simonyan's map from a signed attribution: the largest magnitude over channels."""
+    if np.ndim(attributions_HWC) < 1:
+        raise ValueError(f"attributions must have a channel axis (..., H, W, C), got shape {np.shape(attributions_HWC)}")
     return jnp.abs(attributions_HWC).max(axis=-1)
 
 
@@ -98,6 +117,7 @@ def smoothgrad(model: Model, params: Params, x_NHWC, classes, key: jax.Array, sa
     noisy copies of the batch go through the network at once. Shapes as :func:`gradients`.
     """
     classes_NK, several = _classes_NK(model, x_NHWC, classes)
+    _checks.prng_key("key", key)
     _checks.count("samples", samples)
     _checks.positive("noise", noise, strict=False)
     _checks.count("chunk", chunk)
@@ -160,12 +180,173 @@ def method_maps(model: Model, params: Params, x_NHWC, classes, methods=METHODS,
 
 def black(model: Model, like_NHWC) -> jax.Array:
     """Black images (pixels 0) in the network's input space, shaped like ``like_NHWC``."""
+    _checks.images(like_NHWC, model.input_shape, what="like")
     return jnp.broadcast_to(model.normalize(jnp.zeros((1, 1, 1, like_NHWC.shape[-1]), jnp.float32)),
                             like_NHWC.shape)
 
 
 # ---------------------------------------------------------------------------------------
+# Grad-CAM
+
+UPSAMPLING = ("bilinear", "nearest")
+
+
+def cam_layer(model: Model) -> str:
+    """Grad-CAM's default layer: the last convolution's output, rectified when a ReLU
+    follows it. This is the authors' choice (their code takes ``relu5_3`` of VGG-16,
+    ``relu5_4`` of VGG-19 and ``relu5`` of AlexNet; torchvision VGG-16's ``features[29]``).
+    """
+    convs = [layer.name for layer in model.layers if layer.kind == "conv" and len(model.shapes[layer.name]) == 3]
+    if not convs:
+        raise ValueError(f"{model.name} has no convolution with spatial maps for Grad-CAM's default layer; give "
+                         f"layer=, one of {sorted(model.fields, key=model.names.index)}")
+    after = model.names.index(convs[-1]) + 1
+    rectified = after < len(model.layers) and model.layers[after].kind == "relu"
+    return model.names[after] if rectified else convs[-1]
+
+
+def _interpolation_matrix(size_out: int, size_in: int, mode: str) -> np.ndarray:
+    """``(size_out, size_in)`` weights of PyTorch's 1-D resampling with ``align_corners=False``."""
+    scale = np.float32(size_in / size_out)  # PyTorch's float32 scale, so that floors agree
+    dst = np.arange(size_out)
+    weights = np.zeros((size_out, size_in), np.float32)
+    if mode == "nearest":  # PyTorch's legacy "nearest": source floor(i * scale), not a half-pixel centre
+        weights[dst, np.minimum(np.floor(dst.astype(np.float32) * scale).astype(int), size_in - 1)] = 1.0
+        return weights
+    src = np.maximum((dst.astype(np.float32) + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0.0))
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, size_in - 1)
+    np.add.at(weights, (dst, lo), 1 - (src - lo))
+    np.add.at(weights, (dst, hi), src - lo)
+    return weights
+
+
+def interpolate(maps, size, mode: str = "bilinear") -> jax.Array:
+    """Maps ``(..., h, w)`` resized to ``size = (H, W)`` as PyTorch's ``F.interpolate``
+    resizes them with ``align_corners=False``, and so Captum's ``LayerAttribution.interpolate``.
+
+    ``bilinear`` samples at half-pixel centres, clamped at the border; ``nearest`` takes
+    source pixel ``floor(i * h / H)`` (PyTorch's ``nearest``, Captum's default, which is not
+    ``jax.image.resize``'s half-pixel ``nearest`` when ``H / h`` is not an integer).
+    """
+    _checks.choice("upsampling mode", mode, UPSAMPLING)
+    if np.ndim(maps) < 2:
+        raise ValueError(f"maps must have at least two axes (..., h, w), got shape {np.shape(maps)}")
+    if np.shape(size) != (2,):
+        raise ValueError(f"size must be (H, W), got {size!r}")
+    for side in size:
+        _checks.count("size", side)
+    maps = jnp.asarray(maps)
+    rows = _interpolation_matrix(size[0], maps.shape[-2], mode).astype(maps.dtype)
+    cols = _interpolation_matrix(size[1], maps.shape[-1], mode).astype(maps.dtype)
+    return jnp.einsum("ph,...hw,qw->...pq", rows, maps, cols, precision="highest")
+
+
+def grad_cam(model: Model, params: Params, x_NHWC, classes, layer: str | None = None, upsample: str | None = None,
+             memory_budget: float = 1e9) -> jax.Array:
+    """Grad-CAM (Selvaraju et al. Sec. 3): ``ReLU(sum_k alpha_k^c A^k)`` with ``alpha_k^c`` the
+    spatial mean of ``dS_c/dA^k``, ``S_c`` the logit, ``A`` the maps of ``layer``.
+
+    One forward pass serves all classes; each class's backward pass runs from the logits
+    down to ``layer`` (vmapped over a chunk of classes), never to the pixels.
+
+    Args:
+      model, params: the network.
+      x_NHWC: normalized images.
+      classes: one class for all images, ``(N,)``, ``(N, K)`` or ``"all"``.
+      layer: a layer with spatial maps (default :func:`cam_layer`; Captum's
+        ``LayerGradCam`` on the same module with ``relu_attributions=True``).
+      upsample: ``None`` (maps at the layer's resolution), ``"bilinear"`` (the paper's) or
+        ``"nearest"``: resized to the input by :func:`interpolate`.
+      memory_budget: bytes for one chunk of classes' backward passes (estimated from the
+        layer shapes); sets how many classes run at once.
+
+    Returns:
+      ``(N, h, w)``, or ``(N, K, h, w)`` for ``(N, K)`` or ``"all"`` classes; ``h, w`` are
+      the layer's, or the input's when upsampled.
+    """
+    classes_NK, several, layer, chunk = _cam_arguments(model, x_NHWC, classes, layer, upsample, memory_budget,
+                                                       guided=False)
+    return _unstack(_grad_cam(model, params, x_NHWC, classes_NK, layer, upsample, chunk, guided=False), several)
+
+
+def guided_grad_cam(model: Model, params: Params, x_NHWC, classes, layer: str | None = None,
+                    upsample: str = "bilinear", memory_budget: float = 1e9) -> jax.Array:
+    """Guided Grad-CAM (Selvaraju et al. Sec. 3.2): guided backpropagation
+    (:func:`gradients` with ``rule="guided"``) times :func:`grad_cam` upsampled to the
+    input, the same map for every channel, as Captum's ``GuidedGradCam``.
+
+    The paper upsamples bilinearly (the default); Captum's default is ``"nearest"``. One
+    forward pass serves the map and the guided backpropagation. Arguments as
+    :func:`grad_cam`; returns ``(N, H, W, C)`` or ``(N, K, H, W, C)``.
+    """
+    _checks.choice("upsampling mode", upsample, UPSAMPLING)
+    classes_NK, several, layer, chunk = _cam_arguments(model, x_NHWC, classes, layer, upsample, memory_budget,
+                                                       guided=True)
+    return _unstack(_grad_cam(model, params, x_NHWC, classes_NK, layer, upsample, chunk, guided=True), several)
+
+
+def _cam_arguments(model, x_NHWC, classes, layer, upsample, memory_budget, guided):
+    """Checked ``(classes_NK, several, layer, classes per chunk)``."""
+    classes_NK, several = _classes_NK(model, x_NHWC, classes)
+    layer = cam_layer(model) if layer is None else layer
+    model.check_layer(layer, spatial=True)
+    _checks.choice("upsampling mode", upsample, (None, *UPSAMPLING))
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float, np.number)) or not np.isfinite(
+            memory_budget):
+        raise ValueError(f"memory_budget must be a finite number of bytes, got {memory_budget!r}")
+    _checks.positive("memory_budget", memory_budget)
+    # Per class, the backward pass holds a cotangent of each layer it crosses, per image.
+    crossed = model.names[0 if guided else model.names.index(layer):]
+    floats = sum(math.prod(model.shapes[name]) for name in crossed) + (math.prod(model.input_shape) if guided else 0)
+    per_class = floats * x_NHWC.shape[0] * np.dtype(x_NHWC.dtype).itemsize
+    if per_class > memory_budget:
+        raise ValueError(f"memory_budget={memory_budget:.3g} bytes is too small for one class: its backward pass "
+                         f"over {x_NHWC.shape[0]} image(s) needs about {per_class:.3g} bytes")
+    return classes_NK, several, layer, int(min(classes_NK.shape[1], memory_budget // per_class))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer", "upsample", "chunk", "guided"))
+def _grad_cam(model, params, x_NHWC, classes_NK, layer, upsample, chunk, guided):
+    """Grad-CAM maps ``(N, K, h, w)``, or guided Grad-CAM ``(N, K, H, W, C)``.
+
+    The network is split after ``layer`` (as the authors' code splits it): the head's
+    forward pass runs once; the tail, a model whose input is ``layer``'s maps, is
+    differentiated per class. Guided backpropagation chains the tail's guided pullback
+    and the head's, which is ``jax.vjp`` of the whole network with the guided rule.
+    """
+    if guided:
+        maps_NHWC, head_pullback = jax.vjp(lambda x: model.apply(params, x, rule="guided", until=layer)[0], x_NHWC)
+    else:
+        maps_NHWC = model.apply(params, x_NHWC, until=layer)[0]
+    split = model.names.index(layer) + 1
+    tail = Model(f"{model.name} after {layer}", model.layers[split:], model.shapes[layer])
+    tail_params = {name: params[name] for name in tail.names if name in params}
+    logits_NC, pullback = jax.vjp(lambda a: tail.apply(tail_params, a)[0], maps_NHWC)
+    if guided:
+        _, guided_pullback = jax.vjp(lambda a: tail.apply(tail_params, a, rule="guided")[0], maps_NHWC)
+
+    def per_class(onehot_NC):
+        (grads_NHWC,) = pullback(onehot_NC)
+        cam_NHW = jax.nn.relu(jnp.einsum("nc,nhwc->nhw", grads_NHWC.mean(axis=(1, 2)), maps_NHWC))
+        if upsample is not None:
+            cam_NHW = interpolate(cam_NHW, x_NHWC.shape[1:3], upsample)
+        if not guided:
+            return cam_NHW
+        (guided_NHWC,) = head_pullback(*guided_pullback(onehot_NC))
+        return guided_NHWC * cam_NHW[..., None]
+
+    onehot_KNC = jax.nn.one_hot(classes_NK.T, logits_NC.shape[-1], dtype=logits_NC.dtype)
+    return jnp.moveaxis(jax.lax.map(per_class, onehot_KNC, batch_size=chunk), 0, 1)
+
+
+# ---------------------------------------------------------------------------------------
 # Weakly supervised localization
+
+
+def _two_axes(what: str, array_HW) -> None:
+    if np.ndim(array_HW) != 2:
+        raise ValueError(f"{what} must have two axes (H, W), got shape {np.shape(array_HW)}")
 
 
 def largest_component(mask_HW, connectivity: int = 4) -> jax.Array:
@@ -178,6 +359,7 @@ def largest_component(mask_HW, connectivity: int = 4) -> jax.Array:
     its last pixel.
     """
     _checks.choice("connectivity", connectivity, CONNECTIVITY)
+    _two_axes("mask", mask_HW)
     mask_HW = jnp.asarray(mask_HW, bool)
     h, w = mask_HW.shape
     shifts = [(1, 0), (-1, 0), (0, 1), (0, -1)]
@@ -205,6 +387,7 @@ def largest_component(mask_HW, connectivity: int = 4) -> jax.Array:
 
 def bounding_box(mask_HW) -> jax.Array:
     """``(top, left, height, width)`` of a mask's foreground (zeros for an empty mask)."""
+    _two_axes("mask", mask_HW)
     mask_HW = jnp.asarray(mask_HW, bool)
     rows, cols = mask_HW.any(axis=1), mask_HW.any(axis=0)
     top, left = jnp.argmax(rows), jnp.argmax(cols)
@@ -213,11 +396,20 @@ def bounding_box(mask_HW) -> jax.Array:
     return jnp.stack([top, left, height, width]).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames="connectivity")
 def localization_box(map_HW, quantile: float = 0.95, connectivity: int = 4) -> jax.Array:
     """Simonyan Sec. 3.2 without GraphCut: the box of the largest connected component of
     the pixels at or above the map's ``quantile``. Returns ``(top, left, height, width)``;
     vmap for a batch of maps."""
+    _two_axes("map", map_HW)
+    if _checks.is_concrete(quantile) and not (np.ndim(quantile) == 0 and np.asarray(quantile).dtype.kind in "iuf"
+                                              and 0 <= quantile <= 1):
+        raise ValueError(f"quantile must be a number in [0, 1], got {quantile!r}")
+    _checks.choice("connectivity", connectivity, CONNECTIVITY)
+    return _localization_box(map_HW, quantile, connectivity)
+
+
+@functools.partial(jax.jit, static_argnames="connectivity")
+def _localization_box(map_HW, quantile, connectivity):
     foreground_HW = map_HW >= jnp.quantile(map_HW, quantile)
     return bounding_box(largest_component(foreground_HW, connectivity))
 
@@ -245,6 +437,7 @@ class Curves:
 def saliency_ranks(map_HW) -> jax.Array:
     """Each pixel's place in descending saliency order (0 = most salient); ties keep
     row-major order."""
+    _two_axes("map", map_HW)
     order = jnp.argsort(-map_HW.ravel(), stable=True)
     return jnp.zeros(map_HW.size, jnp.int32).at[order].set(jnp.arange(map_HW.size, dtype=jnp.int32)).reshape(
         map_HW.shape)

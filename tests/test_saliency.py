@@ -1,5 +1,5 @@
-"""jaxvis.saliency against finite differences, per-example autodiff, Python loops and
-hand-made maps."""
+"""jaxvis.saliency against finite differences, per-example autodiff, Python loops, a NumPy
+Grad-CAM and hand-made maps."""
 
 import collections
 
@@ -162,25 +162,217 @@ def test_deletion_and_insertion_curves_equal_a_python_loop(tiny):
     np.testing.assert_allclose(deletion.probabilities[:, 0], insertion.probabilities[:, -1], rtol=1e-5)
 
 
-def test_bad_input_is_a_value_error_naming_it(tiny):
+# ---------------------------------------------------------------------------------------
+# Grad-CAM
+
+
+def numpy_forward(params, x_HWC):
+    """TINY in float64 NumPy: conv1 (3x3, padding 1), relu1, pool1 (2x2), fc2, relu2, fc3.
+    Returns conv1's maps and the logits as a function of them."""
+    p = {k: {n: np.asarray(v, np.float64) for n, v in d.items()} for k, d in params.items()}
+    padded = np.pad(np.asarray(x_HWC, np.float64), ((1, 1), (1, 1), (0, 0)))
+    conv = p["conv1"]["bias"] + sum(np.einsum("hwc,co->hwo", padded[i:i + 6, j:j + 6], p["conv1"]["kernel"][i, j])
+                                    for i in range(3) for j in range(3))
+
+    def logits(conv_HWC):
+        pooled = np.maximum(conv_HWC, 0).reshape(3, 2, 3, 2, 4).max(axis=(1, 3))
+        hidden = np.maximum(pooled.reshape(-1) @ p["fc2"]["kernel"] + p["fc2"]["bias"], 0)
+        return hidden @ p["fc3"]["kernel"] + p["fc3"]["bias"]
+
+    return conv, logits
+
+
+def test_grad_cam_at_conv1_equals_a_numpy_grad_cam_with_finite_differences(tiny):
     params, x = tiny
-    with pytest.raises(ValueError, match=r"class out of range: expected 0 <= class < 3, got \[3\]"):
-        saliency.saliency(TINY, params, x, np.array([0, 1, 2, 3]))
-    with pytest.raises(ValueError, match=r"shape \(N,\) or shape \(N, K\) with N = 4 images, got shape \(3,\)"):
-        saliency.gradients(TINY, params, x, np.array([0, 1, 2]))
-    with pytest.raises(ValueError, match="unknown rule 'guidded'"):
-        saliency.saliency(TINY, params, x, 0, rule="guidded")
-    with pytest.raises(ValueError, match=r"maps must have shape \(4, 6, 6\)"):
-        saliency.deletion(TINY, params, x, np.zeros((4, 6, 5)), np.zeros(4, int))
-    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
-        saliency.insertion(TINY, params, x, np.zeros((4, 6, 6)), np.zeros(4, int), steps=0)
-    with pytest.raises(ValueError, match="chunk must be an integer >= 1, got 0"):
-        saliency.smoothgrad(TINY, params, x, 0, jax.random.key(0), chunk=0)
-    with pytest.raises(ValueError, match=r"baseline must be finite"):
-        saliency.deletion(TINY, params, x, np.zeros((4, 6, 6)), np.zeros(4, int),
-                          baseline_NHWC=np.full(x.shape[1:], np.nan))
-    with pytest.raises(ValueError,
-                       match=r"baseline must broadcast to the images' shape \(4, 6, 6, 2\).*got shape \(5, 6, 6, 2\)"):
-        saliency.integrated_gradients(TINY, params, x, 0, baseline_NHWC=np.zeros((5, *x.shape[1:]), np.float32))
-    with pytest.raises(ValueError, match="unknown connectivity 6"):
-        saliency.largest_component(np.ones((3, 3), bool), 6)
+    with jax.enable_x64(True):
+        p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+        got = saliency.grad_cam(TINY, p64, jnp.asarray(x, jnp.float64), "all", layer="conv1")
+    assert got.shape == (4, 3, 6, 6)
+    h = 1e-6
+    for n in range(4):
+        conv, logits = numpy_forward(params, x[n])
+        steps = h * np.eye(conv.size).reshape(-1, *conv.shape)
+        grads_CP = np.stack([(logits(conv + e) - logits(conv - e)) / (2 * h) for e in steps], axis=1)
+        weights_CK = grads_CP.reshape(3, *conv.shape).mean(axis=(1, 2))
+        expected = np.maximum(np.einsum("ck,hwk->chw", weights_CK, conv), 0)
+        assert expected.max() > 0
+        assert rel_err(got[n], expected) < 1e-6, f"image {n}: {rel_err(got[n], expected):.2e}"
+
+
+def test_grad_cam_at_relu1_routes_through_the_first_maximum_of_each_pool_window(tiny):
+    # relu1's windows hold ties at 0; max-pool's backward takes the first maximum (row-major)
+    params, x = tiny
+    got = saliency.grad_cam(TINY, params, x, np.array([[0, 2], [1, 1], [2, 0], [0, 1]]))  # default layer: relu1
+    p = {k: {n: np.asarray(v, np.float64) for n, v in d.items()} for k, d in params.items()}
+    for n in range(4):
+        conv, _ = numpy_forward(params, x[n])
+        maps = np.maximum(conv, 0)
+        pooled = maps.reshape(3, 2, 3, 2, 4).max(axis=(1, 3))
+        hidden = pooled.reshape(-1) @ p["fc2"]["kernel"] + p["fc2"]["bias"]
+        for k, c in enumerate(np.array([[0, 2], [1, 1], [2, 0], [0, 1]])[n]):
+            d_pooled = (p["fc2"]["kernel"] @ ((hidden > 0) * p["fc3"]["kernel"][:, c])).reshape(3, 3, 4)
+            d_maps = np.zeros_like(maps)
+            for i, j, ch in np.ndindex(3, 3, 4):
+                window = maps[2 * i:2 * i + 2, 2 * j:2 * j + 2, ch].ravel()
+                first = int(np.argmax(window))  # NumPy's argmax is the first maximum too
+                d_maps[2 * i + first // 2, 2 * j + first % 2, ch] = d_pooled[i, j, ch]
+            expected = np.maximum(np.einsum("k,hwk->hw", d_maps.mean(axis=(0, 1)), maps), 0)
+            assert rel_err(got[n, k], expected) < 1e-5, (n, c, rel_err(got[n, k], expected))
+
+
+def test_all_classes_in_chunks_equal_one_class_at_a_time(tiny):
+    params, x = tiny
+    per_class = (6 * 6 * 4 * 2 + 3 * 3 * 4 + 36 + 8 * 2 + 3) * 4 * 4  # conv1 and the layers above, 4 images
+    chunked = saliency.grad_cam(TINY, params, x, "all", layer="conv1", memory_budget=2.5 * per_class)  # 2 + 1
+    whole = saliency.grad_cam(TINY, params, x, "all", layer="conv1")
+    for n in range(4):
+        for c in range(3):
+            one = saliency.grad_cam(TINY, params, x[n:n + 1], c, layer="conv1")[0]
+            assert rel_err(chunked[n, c], one) < 1e-6 and rel_err(whole[n, c], one) < 1e-6, (n, c)
+    with pytest.raises(ValueError, match="too small for one class"):
+        saliency.grad_cam(TINY, params, x, "all", layer="conv1", memory_budget=0.9 * per_class)
+
+
+def test_interpolate_follows_pytorch_align_corners_false_on_hand_made_maps():
+    ramp = np.array([[0.0, 1.0]], np.float32)
+    np.testing.assert_allclose(saliency.interpolate(ramp, (1, 4)), [[0.0, 0.25, 0.75, 1.0]], atol=1e-7)
+    np.testing.assert_allclose(saliency.interpolate(ramp, (1, 4), "nearest"), [[0.0, 0.0, 1.0, 1.0]])
+    # 3 -> 7: PyTorch's nearest reads floor(i * 3 / 7); a half-pixel nearest would read 1 at i = 2
+    steps = np.array([[0.0, 1.0, 2.0]], np.float32)
+    np.testing.assert_array_equal(saliency.interpolate(steps, (1, 7), "nearest"), [[0, 0, 0, 1, 1, 2, 2]])
+    square = np.arange(4.0, dtype=np.float32).reshape(2, 2)
+    np.testing.assert_allclose(saliency.interpolate(square[None, None], (4, 4))[0, 0, 1],
+                               [0.5, 0.75, 1.25, 1.5], atol=1e-7)  # row 1 lies 1/4 of the way to row 2
+
+
+@pytest.mark.parametrize("layer, upsample", [("relu1", "bilinear"), ("conv1", "nearest")])
+def test_guided_grad_cam_is_guided_backprop_times_the_upsampled_map(tiny, layer, upsample):
+    params, x = tiny
+    classes = np.array([[0, 2], [1, 1], [2, 0], [0, 1]])
+    got = saliency.guided_grad_cam(TINY, params, x, classes, layer=layer, upsample=upsample)
+    guided = np.asarray(saliency.gradients(TINY, params, x, classes, rule="guided"))
+    cams = np.asarray(saliency.grad_cam(TINY, params, x, classes, layer=layer, upsample=upsample))
+    assert np.abs(cams).max() > 0 and np.abs(guided).max() > 0
+    assert rel_err(got, guided * cams[..., None]) < 1e-5
+
+
+def test_default_layer_is_the_authors_choice():
+    # Selvaraju et al.'s code: relu5_3 of VGG-16, relu5_4 of VGG-19, relu5 of AlexNet
+    assert saliency.cam_layer(models.build("vgg16", input_size=32)) == "relu5_3"
+    assert saliency.cam_layer(models.build("vgg19", input_size=32)) == "relu5_4"
+    assert saliency.cam_layer(models.build("alexnet")) == "relu5"
+    assert saliency.cam_layer(TINY) == "relu1"
+    assert saliency.cam_layer(TINY.without("relu1")) == "conv1"
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input: every public function, each row (id, call on (params, x), expected message)
+
+MLP = models.Model("mlp", (models.flatten(), models.dense("fc1", 3)), (6, 6, 2))
+CONV_ONLY = models.Model("conv-only", (models.conv("conv1", 3, 3, padding=1),), (6, 6, 2))
+NAN = np.full((4, 6, 6, 2), np.nan, np.float32)
+ZERO_MAPS, ZERO_LABELS = np.zeros((4, 6, 6)), np.zeros(4, int)
+
+BAD_INPUTS = [
+    ("gradients: class out of range", lambda p, x: saliency.gradients(TINY, p, x, np.array([0, 1, 2, 3])),
+     "class out of range: expected 0 <= class < 3, got [3]"),
+    ("gradients: classes shape", lambda p, x: saliency.gradients(TINY, p, x, np.array([0, 1, 2])),
+     "shape (N,) or shape (N, K) with N = 4 images, got shape (3,)"),
+    ("gradients: float class", lambda p, x: saliency.gradients(TINY, p, x, 1.5), "class must be an integer, got float"),
+    ("gradients: unknown rule", lambda p, x: saliency.gradients(TINY, p, x, 0, rule="guidded"),
+     "unknown rule 'guidded'; expected one of ['gradient', 'deconvnet', 'guided']. Did you mean 'guided'?"),
+    ("gradients: one image, no batch", lambda p, x: saliency.gradients(TINY, p, x[0], 0),
+     "images must be a batch of shape (N, 6, 6, 2) (NHWC), got an array of rank 3 with shape (6, 6, 2)"),
+    ("gradients: integer images", lambda p, x: saliency.gradients(TINY, p, np.zeros((4, 6, 6, 2), int), 0),
+     "images must be floating point (normalized with model.normalize), got dtype int64"),
+    ("gradients: channels", lambda p, x: saliency.gradients(TINY, p, x[..., :1], 0),
+     "images must have 2 channels (NHWC, channels last), got shape (4, 6, 6, 1) with 1"),
+    ("gradients: not class scores", lambda p, x: saliency.gradients(CONV_ONLY, CONV_ONLY.init(jax.random.key(0)), x, 0),
+     "conv-only must end in class scores (a flat output), its output has shape (6, 6, 3)"),
+    ("saliency: non-finite images", lambda p, x: saliency.saliency(TINY, p, NAN, 0),
+     "images must be finite, got 288 non-finite values"),
+    ("saliency: classes string", lambda p, x: saliency.saliency(TINY, p, x, "al"),
+     "unknown classes 'al'; expected one of ['all']. Did you mean 'all'?"),
+    ("to_map: no channel axis", lambda p, x: saliency.to_map(np.float32(1)),
+     "attributions must have a channel axis (..., H, W, C), got shape ()"),
+    ("smoothgrad: chunk", lambda p, x: saliency.smoothgrad(TINY, p, x, 0, jax.random.key(0), chunk=0),
+     "chunk must be an integer >= 1, got 0"),
+    ("smoothgrad: samples", lambda p, x: saliency.smoothgrad(TINY, p, x, 0, jax.random.key(0), samples=2.5),
+     "samples must be an integer >= 1, got 2.5"),
+    ("smoothgrad: noise", lambda p, x: saliency.smoothgrad(TINY, p, x, 0, jax.random.key(0), noise=-0.1),
+     "noise must be >= 0, got -0.1"),
+    ("smoothgrad: key", lambda p, x: saliency.smoothgrad(TINY, p, x, 0, 7),
+     "key must be a JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got int 7"),
+    ("integrated_gradients: baseline shape",
+     lambda p, x: saliency.integrated_gradients(TINY, p, x, 0, baseline_NHWC=np.zeros((5, 6, 6, 2), np.float32)),
+     "baseline must broadcast to the images' shape (4, 6, 6, 2) (one image, or one per image), got shape (5, 6, 6, 2)"),
+    ("integrated_gradients: steps", lambda p, x: saliency.integrated_gradients(TINY, p, x, 0, steps=0),
+     "steps must be an integer >= 1, got 0"),
+    ("method_maps: unknown method", lambda p, x: saliency.method_maps(TINY, p, x, 0, methods=("gradient", "occlusion")),
+     "unknown saliency method 'occlusion'"),
+    ("black: channels", lambda p, x: saliency.black(TINY, np.zeros((1, 6, 6, 3), np.float32)),
+     "like must have 2 channels (NHWC, channels last), got shape (1, 6, 6, 3) with 3"),
+    ("largest_component: connectivity", lambda p, x: saliency.largest_component(np.ones((3, 3), bool), 6),
+     "unknown connectivity 6; expected one of [4, 8]"),
+    ("largest_component: one axis", lambda p, x: saliency.largest_component(np.ones(9, bool)),
+     "mask must have two axes (H, W), got shape (9,)"),
+    ("bounding_box: three axes", lambda p, x: saliency.bounding_box(np.ones((2, 3, 3), bool)),
+     "mask must have two axes (H, W), got shape (2, 3, 3)"),
+    ("localization_box: quantile", lambda p, x: saliency.localization_box(np.ones((3, 3)), 1.5),
+     "quantile must be a number in [0, 1], got 1.5"),
+    ("localization_box: connectivity", lambda p, x: saliency.localization_box(np.ones((3, 3)), connectivity=5),
+     "unknown connectivity 5"),
+    ("saliency_ranks: one axis", lambda p, x: saliency.saliency_ranks(np.ones(9)),
+     "map must have two axes (H, W), got shape (9,)"),
+    ("deletion: maps shape", lambda p, x: saliency.deletion(TINY, p, x, np.zeros((4, 6, 5)), ZERO_LABELS),
+     "maps must have shape (4, 6, 6) (one H x W map per image), got (4, 6, 5)"),
+    ("deletion: several classes", lambda p, x: saliency.deletion(TINY, p, x, ZERO_MAPS, np.zeros((4, 2), int)),
+     "deletion and insertion take one class per image, shape (N,), got (4, 2)"),
+    ("deletion: non-finite baseline",
+     lambda p, x: saliency.deletion(TINY, p, x, ZERO_MAPS, ZERO_LABELS, baseline_NHWC=NAN[0]),
+     "baseline must be finite, got 288 non-finite values"),
+    ("insertion: steps", lambda p, x: saliency.insertion(TINY, p, x, ZERO_MAPS, ZERO_LABELS, steps=0),
+     "steps must be an integer >= 1, got 0"),
+    ("insertion: non-finite maps", lambda p, x: saliency.insertion(TINY, p, x, ZERO_MAPS + np.nan, ZERO_LABELS),
+     "maps must be finite, got 144 non-finite values"),
+    ("grad_cam: unknown layer", lambda p, x: saliency.grad_cam(TINY, p, x, 0, layer="relu9"),
+     "unknown layer of tiny 'relu9'; expected one of ['conv1', 'relu1', 'pool1', 'flatten', 'fc2', 'relu2', "
+     "'fc3']"),
+    ("grad_cam: layer without maps", lambda p, x: saliency.grad_cam(TINY, p, x, 0, layer="fc2"),
+     "layer 'fc2' of tiny has no spatial maps (output shape (8,)); choose one of ['conv1', 'relu1', 'pool1']"),
+    ("grad_cam: no classes", lambda p, x: saliency.grad_cam(TINY, p, x, np.zeros((4, 0), int)),
+     "classes of shape (N, K) need at least one class per image (K >= 1), got shape (4, 0)"),
+    ("grad_cam: class out of range", lambda p, x: saliency.grad_cam(TINY, p, x, -1),
+     "class out of range: expected 0 <= class < 3, got [-1]"),
+    ("grad_cam: non-finite images", lambda p, x: saliency.grad_cam(TINY, p, NAN, "all"), "images must be finite"),
+    ("grad_cam: upsampling mode", lambda p, x: saliency.grad_cam(TINY, p, x, 0, upsample="cubic"),
+     "unknown upsampling mode 'cubic'; expected one of [None, 'bilinear', 'nearest']"),
+    ("grad_cam: budget not a number", lambda p, x: saliency.grad_cam(TINY, p, x, 0, memory_budget="1e9"),
+     "memory_budget must be a finite number of bytes, got '1e9'"),
+    ("grad_cam: budget not positive", lambda p, x: saliency.grad_cam(TINY, p, x, 0, memory_budget=0),
+     "memory_budget must be > 0, got 0"),
+    ("grad_cam: budget below one class", lambda p, x: saliency.grad_cam(TINY, p, x, 0, memory_budget=100),
+     "memory_budget=100 bytes is too small for one class: its backward pass over 4 image(s) needs about"),
+    ("grad_cam: no convolution", lambda p, x: saliency.grad_cam(MLP, MLP.init(jax.random.key(0)), x, 0),
+     "mlp has no convolution with spatial maps for Grad-CAM's default layer; give layer=, one of []"),
+    ("guided_grad_cam: no upsampling", lambda p, x: saliency.guided_grad_cam(TINY, p, x, 0, upsample=None),
+     "unknown upsampling mode None; expected one of ['bilinear', 'nearest']"),
+    ("guided_grad_cam: classes shape", lambda p, x: saliency.guided_grad_cam(TINY, p, x, np.zeros((4, 2, 1), int)),
+     "classes must be one index, shape (N,) or shape (N, K) with N = 4 images, got shape (4, 2, 1)"),
+    ("interpolate: mode", lambda p, x: saliency.interpolate(np.ones((2, 2)), (4, 4), "area"),
+     "unknown upsampling mode 'area'; expected one of ['bilinear', 'nearest']"),
+    ("interpolate: size", lambda p, x: saliency.interpolate(np.ones((2, 2)), (4,)), "size must be (H, W), got (4,)"),
+    ("interpolate: empty size", lambda p, x: saliency.interpolate(np.ones((2, 2)), (0, 4)),
+     "size must be an integer >= 1, got 0"),
+    ("interpolate: one axis", lambda p, x: saliency.interpolate(np.ones(4), (4, 4)),
+     "maps must have at least two axes (..., h, w), got shape (4,)"),
+    ("cam_layer: no convolution", lambda p, x: saliency.cam_layer(MLP), "mlp has no convolution"),
+]
+
+
+@pytest.mark.parametrize("call, message", [row[1:] for row in BAD_INPUTS], ids=[row[0] for row in BAD_INPUTS])
+def test_bad_input_is_a_value_error_naming_it(tiny, call, message):
+    params, x = tiny
+    with pytest.raises(ValueError) as error:
+        call(params, x)
+    assert message in str(error.value), str(error.value)
