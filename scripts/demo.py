@@ -14,10 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import cli, data, plots, topk
+from jaxvis import cli, data, figures, plots, topk
 from jaxvis.plots import deconvnet
-from jaxvis.plots import occlusion as occlusion_plots
-from jaxvis.plots import saliency as saliency_plots
 from jaxvis.project import project_strongest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +62,8 @@ def main(argv=None) -> None:
           f"(card: {'n/a' if full is None else f'{full:.2%}'} on the full test set)")
 
     written = deconvnet_figures(model, params, x, labels[chosen], images, out)
-    written += occlusion_plots.demo_figures(model, params, x[:4], labels[chosen][:4], out)
-    written += saliency_plots.demo_figures(model, params, x, labels[chosen], out)
+    written += figures.occlusion_demo(model, params, x[:4], labels[chosen][:4], out)
+    written += figures.saliency_demo(model, params, x, labels[chosen], out)
     cli.report(written)
     print(f"demo done in {time.time() - start:.0f} s")
 

@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxvis import checkpoint, cli, configs, data, occlusion, plots, topk, train
+from jaxvis import checkpoint, cli, configs, data, figures, occlusion, plots, topk, train
 from jaxvis._io import read_result, record_result
 from jaxvis.analysis import filters
 from jaxvis.plots import deconvnet
-from jaxvis.plots import occlusion as occlusion_plots
 
 import matplotlib.pyplot as plt  # noqa: E402  (after jaxvis.plots has chosen the Agg backend)
 
@@ -178,7 +177,7 @@ def diagnose(workdir: Path, test: data.Dataset, name: str, out: Path, maps: int 
     layer = [n for n in model.fields if model.layer(n).kind == "relu"][-1]
     result = occlusion.sweep(model, params, x, labels[which], 16, 4, layer=layer)
     names = list(data.DATASETS["fashion_mnist"].class_names)
-    plots.save(occlusion_plots.fig7(model, params, x, labels[which], result, layer, class_names=names),
+    plots.save(figures.occlusion_fig7(model, params, x, labels[which], result, layer, class_names=names),
                out / f"{name}_occlusion.png")
     numbers["occlusion"] = {"layer": layer, "images": which.tolist(), "patch": 16, "stride": 4,
                             "base_prob": np.asarray(result.base_prob_N).tolist(),

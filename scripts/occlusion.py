@@ -2,6 +2,7 @@
 
     python scripts/occlusion.py --checkpoint checkpoints/mnist_cnn --dataset mnist --split test \\
         --data-dir ../shared/data/mnist --out outputs/occlusion_mnist --patch 4 --stride 1
+    python scripts/occlusion.py --weights vgg16.pth --model vgg16 --image photos/ --out outputs/occlusion_photos
 
 Writes ``<out>/shard_00000.npz``, ... (``--shard-size`` images each: every map of
 :class:`jaxvis.occlusion.OcclusionMaps` and the per-image summary), ``<out>/summary.csv``
@@ -10,9 +11,16 @@ drop, the worst occluder's centre, the attribution peak, the fraction of positio
 change the prediction) and ``<out>/run.json`` (the settings). Each shard is written to a
 temporary file and renamed, so a killed run started again with the same command skips
 the finished shards and recomputes nothing. Each call's occluder positions are spread
-over all local devices (a ``data`` mesh axis).
+over all local devices (a ``data`` mesh axis). ``<out>/fig7.png`` shows the Fig. 7 panels
+of the first ``--figure`` images.
+
+With ``--image`` (photos: no true labels) the maps measure the predicted class, or the
+one ``--class`` names, and ``summary.csv`` names the photo, the class and the prediction.
 """
 
+import csv
+import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -21,7 +29,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from jaxvis import cli, data, occlusion
+from jaxvis import cli, data, figures, occlusion, plots
 from jaxvis._io import write_atomically, write_text_atomically
 
 SETTINGS = ("checkpoint", "dataset", "split", "patch", "stride", "fill", "layer", "method", "tau", "coarse_stride",
@@ -54,31 +62,63 @@ def finished(shard: Path) -> bool:
     return True
 
 
-def write_summary(out: Path, shards: list[Path]) -> Path:
+def write_summary(out: Path, shards: list[Path], names, labelled: bool) -> Path:
+    """``summary.csv``: one row per image. With true labels the class column is ``label``
+    (what ``occlusion_summary.py`` reads); otherwise (photos, ``--class``) it is ``class``,
+    with the class's name, the photo's file and the predicted class's name."""
     rows = []
     for shard in shards:
         with np.load(shard) as f:
             columns = {k[len("summary_"):]: f[k] for k in f.files if k.startswith("summary_")}
             for n in range(len(f["index"])):
-                rows.append({"index": int(f["index"][n]), "label": int(f["label"][n]),
-                             "predicted": int(f["base_label_N"][n]), **{k: v[n].item() for k, v in columns.items()}})
+                c, p = int(f["label"][n]), int(f["base_label_N"][n])
+                head = {"index": int(f["index"][n]), "label": c, "predicted": p} if labelled else {
+                    "index": int(f["index"][n]), "image": str(f["image"][n]), "class": c,
+                    "class_name": names.name(c), "predicted": p, "predicted_name": names.name(p)}
+                rows.append(head | {k: v[n].item() for k, v in columns.items()})
     path = out / "summary.csv"
 
     def write(f):
-        text = [",".join(rows[0])] + [",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values())
-                                      for row in rows]
-        f.write(("\n".join(text) + "\n").encode())
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(rows[0])
+        writer.writerows([f"{v:.6g}" if isinstance(v, float) else v for v in row.values()] for row in rows)
+        f.write(text.getvalue().encode())
 
     write_atomically(path, write)
     return path
 
 
+def read_maps(shard: Path, count: int, score: str) -> tuple[occlusion.OcclusionMaps, np.ndarray]:
+    """The first ``count`` images' maps of a shard, and the classes they measured."""
+    with np.load(shard) as f:
+        fields = {}
+        for field in dataclasses.fields(occlusion.OcclusionMaps):
+            name = field.name
+            if name in ("patch", "score"):
+                continue
+            value = f[name] if name in f.files else None
+            fields[name] = value[:count] if value is not None and "_N" in name else value
+        return occlusion.OcclusionMaps(patch=tuple(int(v) for v in f["patch"]), score=score, **fields), \
+            f["label"][:count]
+
+
+def default_patch(image_hw) -> tuple[int, int]:
+    """The occluder and stride when not given: a seventh of the image's shorter side (4 on
+    MNIST's 28, 32 on 224), and a quarter of that (1 on MNIST, 8 on 224)."""
+    patch = max(1, round(min(image_hw) / 7))
+    return patch, max(1, patch // 4)
+
+
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out=None, checkpoint="checkpoints/mnist_cnn", dataset="mnist")
-    parser.add_argument("--patch", type=int, default=4)
-    parser.add_argument("--stride", type=int, default=1)
+    parser.add_argument("--patch", type=cli.count, help="occluder side (default: a seventh of the image: 4 on 28x28, "
+                                                        "32 on 224x224)")
+    parser.add_argument("--stride", type=cli.count, help="default: a quarter of the patch (1 on 28x28, 8 on 224x224)")
     parser.add_argument("--fill", type=float, help="occluder value in input space (default 0, the dataset mean)")
-    parser.add_argument("--layer", help="also record the total activation of this layer's strongest map")
+    parser.add_argument("--layer", default="auto", help="record the total activation of this layer's strongest map "
+                                                        "(panel b): default the deepest spatial ReLU; 'none' for none")
+    cli.add_class(parser)
     parser.add_argument("--method", default="incremental", choices=occlusion.METHODS)
     parser.add_argument("--tau", type=float, help="projective-field threshold (approximate)")
     parser.add_argument("--coarse-stride", type=int, help="adaptive drill-down from this stride (approximate)")
@@ -86,37 +126,60 @@ def main(argv=None) -> None:
     parser.add_argument("--score", default="probability", choices=occlusion.SCORES)
     parser.add_argument("--shard-size", type=cli.count, default=500, help="images per output file")
     parser.add_argument("--limit", type=cli.count, help="only the first N images of the split")
+    parser.add_argument("--figure", type=int, default=4, help="images in fig7.png (the first N; 0: no figure)")
     parser.add_argument("--memory-budget", type=float, default=2e9, help="bytes per call")
     args = parser.parse_args(argv)
 
     out = cli.output_dir(args)
-    settings = {k: getattr(args, k) for k in SETTINGS}
+    model, params, _ = cli.open_network(args)
+    names = cli.class_names(args, model)
+    hw = model.input_shape[:2]
+    args.patch, args.stride = args.patch or default_patch(hw)[0], args.stride or default_patch(hw)[1]
+    args.layer = {"auto": figures.last_spatial_relu(model), "none": None}.get(args.layer, args.layer)
+    settings = {k: getattr(args, k) for k in SETTINGS if not (args.image and k in ("dataset", "split"))}
+    settings |= {k: getattr(args, k) for k in ("weights", "model", "preset", "input_size", "image", "target")
+                 if getattr(args, k, None) is not None}
     if args.coarse_stride:  # drill_fraction counts positions since 2026-11-23 (cells before): no mixed runs
         settings["drill_budget"] = "positions"
     recorded = check_settings(out, settings)  # recorded with the first shard: a failed start leaves no run
-    model, params, _ = cli.open_network(args)
-    dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
-    total = dataset.num_examples if args.limit is None else min(args.limit, dataset.num_examples)
+
+    if args.image:
+        photos = cli.open_inputs(args, model)
+        total = len(photos.names) if args.limit is None else min(args.limit, len(photos.names))
+        x_all = np.asarray(model.normalize(photos.pixels_NHWC))
+
+        def batches(size, skip):
+            return ((x_all[i:i + size], None) for i in range(skip * size, total, size))
+        where = f"{photos.source}"
+    else:
+        dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
+        total = dataset.num_examples if args.limit is None else min(args.limit, dataset.num_examples)
+
+        def batches(size, skip):
+            return ((model.normalize(images), labels) for images, labels in dataset.batches(size, skip=skip))
+        where = f"{dataset.name}/{args.split} from {dataset.where}"
     shards = [out / f"shard_{k:05d}.npz" for k in range(-(-total // args.shard_size))]
-    per_image = (len(occlusion.positions(model.input_shape[0], args.patch, args.stride))
-                 * len(occlusion.positions(model.input_shape[1], args.patch, args.stride)))
+    per_image = (len(occlusion.positions(hw[0], args.patch, args.stride))
+                 * len(occlusion.positions(hw[1], args.patch, args.stride)))
     mesh = Mesh(np.array(jax.devices()), ("data",))
     todo = [k for k, shard in enumerate(shards) if not finished(shard)]
     done = sum(min(args.shard_size, total - k * args.shard_size) for k in range(len(shards)) if k not in todo)
-    print(f"{model.name} on {dataset.name}/{args.split} from {dataset.where}: {total} images, {per_image} positions "
+    print(f"{model.name} on {where}: {total} images, {per_image} positions of a {args.patch}x{args.patch} occluder "
           f"each, {len(shards)} shards ({len(shards) - len(todo)} already done), {mesh.size} device(s)")
 
     # drill-down runs an image-dependent share of the grid: then the bar counts without a total
     grid_total = None if args.coarse_stride else total * per_image
     with tqdm(total=grid_total, initial=0 if args.coarse_stride else done * per_image, unit="pos", unit_scale=True,
               smoothing=0.1, dynamic_ncols=True) as bar:
-        batches = dataset.batches(args.shard_size, skip=todo[0]) if todo else []
-        for k, (images, labels) in zip(range(todo[0] if todo else 0, len(shards)), batches):
+        for k, (x, labels) in zip(range(todo[0] if todo else 0, len(shards)),
+                                  batches(args.shard_size, todo[0]) if todo else []):
             if k not in todo:
                 continue
             first = k * args.shard_size
-            images, labels = images[:total - first], labels[:total - first]
-            maps = occlusion.sweep(model, params, model.normalize(images), labels, args.patch, args.stride,
+            x = x[:total - first]
+            labels, _ = cli.targets(args, names, None if labels is None else labels[:total - first],
+                                         cli.predict(model, params, x))
+            maps = occlusion.sweep(model, params, x, labels, args.patch, args.stride,
                                    fill=args.fill, layer=args.layer, memory_budget=args.memory_budget,
                                    method=args.method, tau=args.tau, coarse_stride=args.coarse_stride,
                                    drill_fraction=args.drill_fraction, score=args.score, mesh=mesh,
@@ -125,12 +188,25 @@ def main(argv=None) -> None:
             arrays |= {f"summary_{name}": value for name, value in occlusion.summary(maps).items()}
             arrays |= {"index": np.arange(first, first + len(labels)), "label": np.asarray(labels),
                        "patch": np.asarray(maps.patch)}
+            if args.image:
+                arrays["image"] = np.asarray(photos.names[first:first + len(labels)])
             if not recorded:
                 write_text_atomically(out / "run.json", json.dumps(settings, indent=2) + "\n")
                 recorded = True
             write_atomically(shards[k], lambda f, arrays=arrays: np.savez(f, **arrays))
-    path = write_summary(out, shards)
-    print(f"wrote {len(shards)} shards to {out}/ and {path}")
+    labelled = not args.image and args.target is None
+    paths = [write_summary(out, shards, names, labelled)]
+    if args.figure > 0:
+        count = min(args.figure, args.shard_size, total)
+        maps, labels = read_maps(shards[0], count, args.score)
+        x, true = next(batches(count, 0))
+        _, target = cli.targets(args, names, None if true is None else true[:count], cli.predict(model, params, x))
+        paths.append(out / "fig7.png")
+        fill = 0.0 if args.fill is None else args.fill
+        plots.save(figures.occlusion_fig7(model, params, x, labels, maps, args.layer, names.names, fill, target),
+                   paths[-1])
+    print(f"wrote {len(shards)} shards to {out}/")
+    cli.report(paths)
 
 
 if __name__ == "__main__":

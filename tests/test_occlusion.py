@@ -13,7 +13,7 @@ from conftest import rel_err
 from jaxvis import data, layers as L, models, occlusion
 from jaxvis.occlusion import (OcclusionMaps, _chunking, _memory, _plan, captum_attribution, positions, propagate, ssim,
                               summary, sweep)
-from jaxvis.plots.occlusion import demo_figures
+from jaxvis.figures import occlusion_demo as demo_figures
 
 PATCH, STRIDE, LAYER = 6, 4, "relu4"  # 7 x 7 positions on 28 x 28; the last row and column are cut to 4
 

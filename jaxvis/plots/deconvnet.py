@@ -52,18 +52,42 @@ def layer_sheet(model: Model, patches: Patches, layer: str, per_row: int = 4) ->
     return fig
 
 
-def filters(kernel_HWIO, per_row: int = 16) -> Figure:
-    """First-layer filters as images (one channel shown grey, three as RGB)."""
+def sheet_columns(count: int, most_wide: float = 3.0) -> int:
+    """Columns for ``count`` equal tiles: the fewest empty cells, no fewer columns than
+    rows, at most ``most_wide`` times as many (ties: the squarer layout)."""
+    low = math.ceil(math.sqrt(count))
+    return min(range(low, max(low, math.ceil(math.sqrt(most_wide * count))) + 1),
+               key=lambda c: (c * math.ceil(count / c) - count, c))
+
+
+def filters(kernel_HWIO, cols: int | None = None, width: float = 6.0) -> Figure:
+    """First-layer filters as images (one channel shown grey, three as RGB), on a sheet
+    whose rows and columns fit their count (:func:`sheet_columns`, unless ``cols``) and
+    whose canvas fits the mosaic, ``width`` inches wide."""
     k = np.asarray(kernel_HWIO)
     tiles = np.stack([plots.centred(k[..., o]) for o in range(k.shape[-1])])
-    fig = plots.grid([[mosaic(tiles, per_row)]], size=min(0.5 * per_row, 10))
-    fig.suptitle(f"{k.shape[-1]} first-layer filters, {k.shape[0]}x{k.shape[1]}", fontsize=9)
+    sheet = mosaic(tiles, cols or sheet_columns(len(tiles)))
+    head = 0.35  # inches for the title
+    height = width * sheet.shape[0] / sheet.shape[1]
+    fig = Figure(figsize=(width, height + head))
+    ax = fig.add_axes((0.0, 0.0, 1.0, height / (height + head)))
+    plots.show(ax, sheet)
+    ax.axis("off")
+    fig.suptitle(f"{k.shape[-1]} first-layer filters, {k.shape[0]}x{k.shape[1]}", fontsize=9,
+                 y=1 - 0.05 / (height + head), va="top")
     return fig
 
 
 def strongest_per_layer(model: Model, x_NHWC, projections: dict[str, np.ndarray], labels: Sequence[str],
-                        title: str) -> Figure:
-    """Rows of images, each followed by its strongest map per layer projected."""
-    rows = [[plots.pixels(model, x_NHWC[i])] + [plots.centred(projections[n][i]) for n in projections]
-            for i in range(len(x_NHWC))]
-    return plots.grid(rows, list(labels), ["input", *projections], title=title)
+                        title: str, windows: dict[str, np.ndarray] | None = None) -> Figure:
+    """Rows of images, each followed by its strongest map per layer projected; with
+    ``windows`` (layer -> ``(N, 4)`` receptive-field windows of the projected units), each
+    projection is cropped to its unit's field, so that a low layer's few pixels fill the cell."""
+    def cell(name, i):
+        p = projections[name][i]
+        return plots.centred(p if windows is None else plots.field_crop(p, windows[name][i]))
+
+    rows = [[plots.pixels(model, x_NHWC[i])] + [cell(n, i) for n in projections] for i in range(len(x_NHWC))]
+    columns = list(projections) if windows is None else [
+        f"{n} (field {windows[n][0][2]}x{windows[n][0][3]})" for n in projections]
+    return plots.grid(rows, list(labels), ["input", *columns], title=title)

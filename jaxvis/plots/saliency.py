@@ -1,6 +1,6 @@
 """Figures for the gradient family: saliency maps (Simonyan et al. Sec. 3, Fig. 2), class
 models (Simonyan Sec. 2, Fig. 1; Yosinski et al. Fig. 3) and inversions (Mahendran &
-Vedaldi Fig. 6), plus the faithfulness curves; and :func:`demo_figures` for ``make demo``.
+Vedaldi Fig. 6), plus the faithfulness curves.
 
 Saliency maps are non-negative: each is shown on its own scale, black 0 to white at its
 largest value. Class models are stretched to [0, 1] per image (their range is set by the
@@ -10,15 +10,13 @@ optimization, not by the data); inversions are shown as pixels, clipped like inp
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-import jax
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from jaxvis import plots, saliency, synthesis
-from jaxvis.models import Model, Params
+from jaxvis import plots, saliency
+from jaxvis.models import Model
 
 
 def scaled(map_HW) -> np.ndarray:
@@ -50,16 +48,24 @@ def methods_grid(model: Model, x_NHWC, maps: Mapping[str, np.ndarray], row_label
 
 
 def class_models_grid(model: Model, images: Mapping[str, np.ndarray], probabilities: Mapping[str, np.ndarray],
-                      class_names: Sequence[str]) -> Figure:
-    """Presets (rows) x classes (columns): each class model, its probability below it."""
-    presets = list(images)
-    rows = [[stretched(model, x) for x in images[p]] for p in presets]
-    fig = plots.grid(rows, presets, list(class_names), title="Class models (mean added back, stretched per image)",
-                     size=1.1)
+                      class_names: Sequence[str], per_row: int = 10) -> Figure:
+    """Presets (blocks of rows) x classes (``per_row`` columns a row): each class model
+    titled with its class's name (wrapped to the cell), its probability below it."""
+    presets, k = list(images), len(class_names)
+    starts = range(0, k, per_row)
+    rows, labels = [], []
+    for p in presets:
+        tiles = [stretched(model, x) for x in images[p]]
+        rows += [tiles[s:s + per_row] for s in starts]
+        labels += [p] + [""] * (len(starts) - 1)
+    fig = plots.grid(rows, labels, title="Class models (mean added back, stretched per image)", size=1.1)
     cells = [ax for ax in fig.axes if ax.images]
     for i, p in enumerate(presets):
-        for k in range(len(class_names)):
-            cells[i * len(class_names) + k].set_xlabel(f"p={float(probabilities[p][k]):.3f}", fontsize=6)
+        for c in range(k):
+            ax = cells[i * k + c]
+            if i == 0 or len(starts) > 1:
+                ax.set_title(plots.wrap(class_names[c], 1.1, 7), fontsize=7)
+            ax.set_xlabel(f"p={float(probabilities[p][c]):.3f}", fontsize=6)
     fig.tight_layout()
     return fig
 
@@ -88,19 +94,3 @@ def curves_figure(deletion: Mapping[str, saliency.Curves], insertion: Mapping[st
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def demo_figures(model: Model, params: Params, images_NHWC, labels, out_dir) -> list[Path]:
-    """Saliency maps of each method for the given (normalized) digits, and the class model
-    of every class (the ``simonyan`` preset). Returns the PNG paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    labels = np.asarray(labels)
-    maps = saliency.method_maps(model, params, images_NHWC, labels)
-    boxes = jax.vmap(saliency.localization_box)(maps["gradient"])
-    paths = [out_dir / "saliency_methods.png", out_dir / "class_models.png"]
-    plots.save(methods_grid(model, images_NHWC, maps, [f"digit {c}" for c in labels], boxes), paths[0])
-    run, probs = synthesis.class_models(model, params)
-    names = [str(k) for k in range(model.num_classes)]
-    plots.save(class_models_grid(model, {"simonyan": run.images}, {"simonyan": probs}, names), paths[1])
-    return paths
