@@ -12,7 +12,8 @@ Public surface::
 Modules: ``layers`` (ops and their inverses), ``rules`` (ReLU backward rules),
 ``models`` (architectures as data), ``project`` (both deconvnet paths), ``weights``
 (torchvision/Keras import), ``topk``, ``occlusion``, ``saliency``, ``synthesis``
-(class models, inversion), ``analysis``, ``data``, ``train``, ``checkpoint``, ``plots``.
+(class models, inversion), ``analysis``, ``data``, ``images`` (photos in: read,
+preset, normalize), ``classes`` (class names), ``train``, ``checkpoint``, ``plots``.
 Note that ``jaxvis.project`` is the function; its module is imported as
 ``from jaxvis.project import ...``.
 """
