@@ -42,6 +42,8 @@ def parser(doc: str | None, *, out: str | None, checkpoint: str | None = None, d
                                         "whole (default: the one that matches the weights file)")
         p.add_argument("--input-size", type=count, nargs="+", metavar=("H", "W"),
                        help="with --weights: the model's input size (default the model's own, 224 for the zoo)")
+        p.add_argument("--model-set", type=setting, action="append", default=[], metavar="KEY=VALUE",
+                       help="with --weights: a setting of the zoo model (a Python literal), e.g. num_classes=10")
     p.add_argument("--out", default=out, required=out is None,
                    help="where the outputs go" + (f" (default {out})" if out else ""))
     if dataset is not None:
@@ -89,7 +91,7 @@ def open_network(args: argparse.Namespace) -> tuple[Model, Params, dict]:
     preset = args.preset or images.preset_for_weights(given)
     images.check_preset(preset, given)
     args.preset = preset
-    overrides = {}
+    overrides = dict(args.model_set)
     if args.input_size:
         if len(args.input_size) > 2:
             raise ValueError(f"--input-size takes H or H W, got {len(args.input_size)} numbers {args.input_size}")
@@ -98,7 +100,8 @@ def open_network(args: argparse.Namespace) -> tuple[Model, Params, dict]:
     model = models.build(args.model, **overrides)
     if model.input_shape[-1] == 3:  # photo presets normalize RGB; a grey network keeps its own
         model = images.for_preset(model, preset)
-    card = {"model": args.model, "weights": str(given), "preset": preset, "input_size": list(model.input_shape[:2])}
+    card = {"model": args.model, "weights": str(given), "preset": preset, "input_size": list(model.input_shape[:2]),
+            "model_settings": {k: v for k, v in overrides.items() if k != "input_size"}}
     return model, weights.load(model, given), card
 
 

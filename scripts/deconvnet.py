@@ -5,8 +5,12 @@ each layer over a dataset, projected with the deconvnet, beside their image patc
         --dataset mnist --split test --data-dir ../shared/data/mnist --out outputs/deconvnet
     python scripts/deconvnet.py --weights vgg16.pth --model vgg16 --layer conv5_3 \\
         --dataset imagenet2012 --split validation --limit 5000
+    python scripts/deconvnet.py --weights vgg16.pth --model vgg16 --image photos/ --out outputs/deconvnet_photos
 
 Writes one PNG sheet per layer, the first-layer filters, and index.html showing them.
+With ``--image`` the top-k search runs over the photos, and ``strongest.png`` adds the
+paper's single-image view: each photo's strongest map of each layer, projected alone and
+cropped to the projected unit's receptive field.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from jaxvis import cli, data, plots, topk
+from jaxvis import cli, data, figures, plots, topk
 from jaxvis.plots import deconvnet
 
 
@@ -31,11 +35,19 @@ def main(argv=None) -> None:
     parser.add_argument("--all-positions", action="store_true",
                         help="allow several of a map's top activations in one image (default: one per image)")
     parser.add_argument("--batch-size", type=cli.count, default=256)
+    parser.add_argument("--single", type=cli.count, default=8,
+                        help="with --image: photos in strongest.png, the single-image view (the first N)")
     args = parser.parse_args(argv)
 
     model, params, _ = cli.open_network(args)
-    dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
-    count = dataset.num_examples if args.limit is None else min(args.limit, dataset.num_examples)
+    if args.image:
+        photos = cli.open_inputs(args, model)
+        dataset = np.asarray(model.normalize(photos.pixels_NHWC))  # top_k and project_top_k take normalized floats
+        source = photos.source
+    else:
+        dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
+        source = f"{args.dataset} {args.split}"
+    count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     layers = [n for n in model.fields if model.layer(n).kind in ("relu", "max_pool")] if args.layer == "all" \
         else [args.layer]
     for layer in layers:
@@ -43,8 +55,9 @@ def main(argv=None) -> None:
     out = cli.output_dir(args)
 
     start = time.time()
-    batches = (images[:count - i * args.batch_size] for i, (images, _) in
-               zip(range(-(-count // args.batch_size)), dataset.batches(args.batch_size)))
+    batches = (dataset[i:min(i + args.batch_size, count)] for i in range(0, count, args.batch_size)) if args.image \
+        else (images[:count - i * args.batch_size] for i, (images, _) in
+              zip(range(-(-count // args.batch_size)), dataset.batches(args.batch_size)))
     batches = tqdm(batches, total=-(-count // args.batch_size), desc="top-k", unit="batch")
     tops = topk.top_k(model, params, batches, layers, k=args.k, one_per_image=not args.all_positions)
     rng = np.random.default_rng(args.seed)
@@ -53,6 +66,13 @@ def main(argv=None) -> None:
     path = out / "filters.png"
     plots.save(deconvnet.filters(params[first_conv.name]["kernel"]), path)
     sections.append((f"{first_conv.name} filters", path))
+    if args.image:
+        path = out / "strongest.png"
+        shown = dataset[:min(count, args.single)]
+        plots.save(figures.strongest_figure(model, params, shown, layers, photos.names[:len(shown)],
+                                            "Strongest map of each layer, projected alone (deconvnet), cropped to "
+                                            "the projected unit's receptive field"), path)
+        sections.append(("each photo's strongest map per layer", path))
     for layer in tqdm(layers, desc="projections", unit="layer"):
         top = tops[layer]
         maps = np.sort(rng.choice(top.value.shape[0], min(args.maps, top.value.shape[0]), replace=False))
@@ -64,7 +84,7 @@ def main(argv=None) -> None:
     body = "\n".join(f"<h2>{html.escape(title)}</h2><img src='{p.name}'>" for title, p in sections)
     index.write_text(f"<!doctype html><title>{html.escape(model.name)} deconvnet</title>"
                      f"<h1>{html.escape(model.name)}: top-{args.k} activations, {count} images of "
-                     f"{html.escape(args.dataset)} {args.split}</h1>\n{body}\n")
+                     f"{html.escape(source)}</h1>\n{body}\n")
     for _, p in sections:
         print(f"wrote {p}")
     print(f"wrote {index} ({time.time() - start:.0f} s)")
