@@ -218,8 +218,11 @@ def _output_size(preset: Preset, size) -> tuple[int, int]:
             raise ValueError(f"preset {preset.name!r} resizes the whole photo to the network's input: pass "
                              "size=(height, width), e.g. model.input_shape[:2]")
         return preset.crop
-    pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if len(pair) != 2:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        pair = (size, size)
+    elif isinstance(size, (tuple, list)) and len(size) == 2:
+        pair = tuple(size)
+    else:
         raise ValueError(f"size must be an int or (height, width), got {size!r}")
     for value in pair:
         _checks.count("size", value)
@@ -243,14 +246,19 @@ def prepare(photo: Photo, preset: str | Preset = "torchvision", size=None, min_s
     """
     if not isinstance(photo, Photo):
         raise ValueError(f"prepare takes a Photo from jaxvis.images.read, got {type(photo).__name__}")
+    photo_HWC = photo.pixels_HWC
+    if not (isinstance(photo_HWC, np.ndarray) and photo_HWC.dtype == np.uint8 and photo_HWC.ndim == 3
+            and photo_HWC.shape[2] == 3):
+        given = getattr(photo_HWC, "dtype", type(photo_HWC).__name__)
+        raise ValueError(f"a Photo holds uint8 RGB pixels (H, W, 3), got {given} of shape {np.shape(photo_HWC)}")
     preset = _preset(preset)
     out_h, out_w = _output_size(preset, size)
     _checks.count("min_size", min_size)
-    h, w = photo.pixels_HWC.shape[:2]
+    h, w = photo_HWC.shape[:2]
     if min(h, w) < min_size:
         raise ValueError(f"photo {str(photo.path)!r} is {w}x{h} pixels; expected a shorter side of at least "
                          f"{min_size} pixels (min_size)")
-    image = Image.fromarray(photo.pixels_HWC)
+    image = Image.fromarray(photo_HWC)
     if preset.resize is None:
         pixels_HWC = np.asarray(image.resize((out_w, out_h), Image.Resampling.BILINEAR))
     else:

@@ -128,6 +128,18 @@ def test_unknown_preset_suggests_the_closest():
         images.prepare(photo(np.zeros((40, 40, 3))), "torchvison")
 
 
+@pytest.mark.parametrize("size, message", [(224.0, "size must be an int or"), ((1, 2, 3), "size must be"),
+                                           (0, "size must be an integer >= 1"), (True, "size must be an int or")])
+def test_prepare_refuses_bad_sizes(size, message):
+    with pytest.raises(ValueError, match=message):
+        images.prepare(photo(np.zeros((40, 40, 3))), "whole", size=size)
+
+
+def test_prepare_refuses_a_photo_that_is_not_uint8_rgb():
+    with pytest.raises(ValueError, match=r"uint8 RGB pixels \(H, W, 3\), got float64 of shape \(40, 40\)"):
+        images.prepare(Photo("x.png", np.zeros((40, 40)), None), "whole", size=32)
+
+
 def test_small_photos_are_refused_by_min_size():
     small = photo(np.zeros((20, 40, 3)), "tiny.png")
     with pytest.raises(ValueError, match=r"'tiny.png' is 40x20 pixels; expected a shorter side of at least 32"):
