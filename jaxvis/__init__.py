@@ -7,6 +7,7 @@ Public surface::
 
     jaxvis.build(name, **overrides) -> Model        # the zoo (also jaxvis.models.build)
     jaxvis.project(model, params, x, layer, select, rule="deconvnet")
+    jaxvis.project_batch(model, params, x_NHWC, layer, select, rule="deconvnet")  # checked, vmapped
     jaxvis.Select.unit / .strongest / .map          # what to project
 
 Modules: ``layers`` (ops and their inverses), ``rules`` (ReLU backward rules),
@@ -20,6 +21,7 @@ Note that ``jaxvis.project`` is the function; its module is imported as
 
 from jaxvis import layers, models, rules, weights
 from jaxvis.models import Layer, Model, build
-from jaxvis.project import Select, project, project_explicit
+from jaxvis.project import Select, project, project_batch, project_explicit
 
-__all__ = ["Layer", "Model", "Select", "build", "layers", "models", "project", "project_explicit", "rules", "weights"]
+__all__ = ["Layer", "Model", "Select", "build", "layers", "models", "project", "project_batch", "project_explicit",
+           "rules", "weights"]

@@ -154,3 +154,15 @@ def annotated_fields(obj) -> None:
         if not ok:
             raise ValueError(f"{type(obj).__name__}.{field.name} must be {'an' if kind is int else 'a'} "
                              f"{kind.__name__}, got {type(value).__name__} {value!r}")
+
+
+def number(what: str, value, low: float = -np.inf, high: float = np.inf) -> None:
+    """Raise unless ``value`` is a finite real number (not a bool) in ``[low, high]``;
+    traced values pass."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    real = not isinstance(value, (bool, np.bool_)) and np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
+    if not (real and np.isfinite(value) and low <= value <= high):
+        bounds = "" if (low, high) == (-np.inf, np.inf) else f" >= {low:g}" if high == np.inf else \
+            f" <= {high:g}" if low == -np.inf else f" in [{low:g}, {high:g}]"
+        raise ValueError(f"{what} must be a finite number{bounds}, got {type(value).__name__} {value!r}")

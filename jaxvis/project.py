@@ -15,21 +15,27 @@ filters, layer by layer, to the input. Two paths compute this:
   normalization layer's vector-Jacobian product at the forward input.
 
 What to project is a :class:`Select`: one unit, the strongest unit of a map (the
-paper's choice), or a whole map. Selections are pytrees of integer arrays, so
-``jax.vmap`` over them projects many at once.
+paper's choice), or a whole map. Selections are pytrees of integer arrays.
+
+Many projections at once: :func:`project_batch`, one image and one selection per row,
+checks every value (pixels finite, indices in range) and then runs one jitted ``vmap``.
+Under ``jit``/``vmap`` values are traced and cannot be checked, so :func:`project`
+called there only makes an out-of-range selection project to NaN, never to a
+plausible zero.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import _checks, layers as L
+from jaxvis import _checks, layers as L, rules
 from jaxvis.models import Model, Params
 
 Mode = Literal["unit", "strongest", "map"]
@@ -47,8 +53,8 @@ class Select:
     - ``Select.strongest(c)``: the strongest unit of map ``c`` (Zeiler & Fergus);
     - ``Select.map(c)``: every unit of map ``c``.
 
-    Fields may be arrays of equal shape; ``jax.vmap`` over a :class:`Select` projects
-    each entry.
+    Fields may be arrays of equal shape, one entry per image: :func:`project_batch`
+    projects each entry.
     """
 
     mode: Mode
@@ -85,19 +91,35 @@ class Select:
             keep = at & in_map
         return keep.reshape(act_HWC.shape).astype(act.dtype)
 
+    def valid(self, shape: tuple[int, ...]) -> jax.Array:
+        """True where the selection names a unit of a layer whose output (one example) has
+        ``shape``; traced values allowed."""
+        ok = (self.channel >= 0) & (self.channel < shape[-1])
+        if self.mode == "unit":
+            h, w = shape[:2] if len(shape) == 3 else (1, 1)
+            ok = ok & (self.row >= 0) & (self.row < h) & (self.col >= 0) & (self.col < w)
+        return ok
+
 
 def _as_index(*values):
     """Integer arrays broadcast to one shape, so that ``vmap`` maps every field."""
-    arrays = [jnp.asarray(v) for v in values]
+    arrays = [v if isinstance(v, jax.Array) else np.asarray(v) for v in values]  # tracers are jax.Arrays
     for name, a in zip(("channel", "row", "col"), arrays):
-        if not jnp.issubdtype(a.dtype, jnp.integer):
+        if not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"a selection's {name} must be an integer, got dtype {a.dtype}"
                              + (f" value {np.asarray(a).tolist()!r}" if _checks.is_concrete(a) and a.size < 10 else ""))
-    return tuple(jnp.broadcast_arrays(*(a.astype(jnp.int32) for a in arrays)))
+    shapes = [np.shape(a) for a in arrays]
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(f"a selection's channel, row and col must broadcast to one shape, got shapes {shapes}") from None
+    return tuple(jnp.broadcast_arrays(*(jnp.asarray(a, jnp.int32) for a in arrays)))
 
 
 def check_select(model: Model, layer: str, select: Select) -> None:
     """Raise a ``ValueError`` for an unknown layer or mode, or an index out of range."""
+    if not isinstance(select, Select):
+        raise ValueError(f"select must be a Select (Select.unit, .strongest or .map), got {type(select).__name__}")
     model.check_layer(layer)
     _checks.choice("selection mode", select.mode, MODES)
     shape = model.shapes[layer]
@@ -112,16 +134,29 @@ def check_select(model: Model, layer: str, select: Select) -> None:
         _checks.index(f"col of layer {layer!r}", select.col, shape[1])
 
 
+def backward_bytes(model: Model, layer: str | None = None) -> int:
+    """Bytes that one example's forward and backward pass up to ``layer`` (default: the
+    whole network) holds at its peak, in float32: the input and every activation, kept for
+    the backward pass, and about as much again for the signal on the way down."""
+    if layer is not None:
+        model.check_layer(layer)
+    upto = model.names if layer is None else model.names[:model.names.index(layer) + 1]
+    return 2 * 4 * (math.prod(model.input_shape) + sum(math.prod(model.shapes[n]) for n in upto))
+
+
 def strongest_map(act_HWC) -> jax.Array:
     """The channel of a layer's activations (one image) holding its largest value."""
+    if np.ndim(act_HWC) != 3:
+        raise ValueError(f"strongest_map takes one image's activations (H, W, C), got shape {np.shape(act_HWC)}")
     return jnp.argmax(act_HWC.reshape(-1, act_HWC.shape[-1]).max(axis=0))
 
 
 def project_strongest(model: Model, params: Params, x_NHWC, layer: str, rule: str = "deconvnet"):
     """For each image, its strongest map of ``layer`` projected alone (the paper's
     single-image view). Returns ``(projections_NHWC, channels_N)``."""
-    _checks.images(x_NHWC, model.input_shape)
+    _batch(model, x_NHWC)
     model.check_layer(layer, spatial=True)
+    _checks.choice("rule", rule, rules.RULES)
     return _project_strongest(model, params, x_NHWC, layer, rule)
 
 
@@ -129,8 +164,41 @@ def project_strongest(model: Model, params: Params, x_NHWC, layer: str, rule: st
 def _project_strongest(model: Model, params: Params, x_NHWC, layer: str, rule: str):
     _, trace = model.apply(params, x_NHWC, until=layer)
     channels = jax.vmap(strongest_map)(trace.activations[layer])
-    fn = jax.vmap(functools.partial(_project, model, params, layer=layer, rule=rule))
-    return fn(x_NHWC, select=Select.strongest(channels)), channels
+    return _project_batch(model, params, x_NHWC, layer, Select.strongest(channels), rule), channels
+
+
+def _batch(model: Model, x_NHWC) -> None:
+    _checks.images(x_NHWC, model.input_shape)
+    if not np.shape(x_NHWC)[0]:
+        raise ValueError(f"images must hold at least one image, got shape {np.shape(x_NHWC)}")
+
+
+def project_batch(model: Model, params: Params, x_NHWC, layer: str, select: Select,
+                  rule: str = "deconvnet") -> jax.Array:
+    """:func:`project` for a batch: image ``n`` with selection ``n``, shape ``x_NHWC.shape``.
+
+    The entry point for many projections: it checks the images (shape, finite pixels),
+    the layer, the rule and every index of ``select`` against the layer, then runs one
+    jitted ``vmap``. Each field of ``select`` is a scalar (the same for every image) or
+    has shape ``(N,)``, one entry per image, e.g. ``Select.strongest(jnp.arange(8))``.
+    """
+    _batch(model, x_NHWC)
+    _checks.choice("rule", rule, rules.RULES)
+    check_select(model, layer, select)
+    n = np.shape(x_NHWC)[0]
+    for name in ("channel", "row", "col"):
+        shape = np.shape(getattr(select, name))
+        if shape not in ((), (n,)):
+            raise ValueError(f"a batched selection's {name} must be a scalar or have shape ({n},), one per image, "
+                             f"got shape {shape}")
+    select = Select(select.mode, *(jnp.broadcast_to(getattr(select, name), (n,))
+                                   for name in ("channel", "row", "col")))
+    return _project_batch(model, params, jnp.asarray(x_NHWC), layer, select, rule)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer", "rule"))
+def _project_batch(model: Model, params: Params, x_NHWC, layer: str, select: Select, rule: str):
+    return jax.vmap(functools.partial(_project, model, params, layer=layer, rule=rule))(x_NHWC, select=select)
 
 
 def _single_image(model: Model, x_HWC) -> None:
@@ -145,10 +213,13 @@ def project(model: Model, params: Params, x_HWC, layer: str, select: Select,
     """The selected activations of ``layer`` projected to input space, shape ``x_HWC.shape``.
 
     The kept activations keep their values (the paper passes the feature map, not a unit
-    signal), so a unit that is off projects to zero. Jittable (``model``, ``layer``,
-    ``rule`` static) and vmappable over ``x_HWC`` and ``select``.
+    signal), so a unit that is off projects to zero. For many images or selections call
+    :func:`project_batch`, which checks them all first. Under ``jit``/``vmap`` values are
+    traced and go unchecked: an out-of-range selection then projects to NaN (never to a
+    plausible zero), and a NaN pixel to NaN.
     """
     _single_image(model, x_HWC)
+    _checks.choice("rule", rule, rules.RULES)
     check_select(model, layer, select)
     return _project(model, params, x_HWC, layer, select, rule)
 
@@ -160,7 +231,8 @@ def _project(model: Model, params: Params, x_HWC, layer: str, select: Select, ru
 
     act, pullback = jax.vjp(features, x_HWC)
     (reconstruction,) = pullback(act * select.mask(act))
-    return reconstruction
+    # traced indices go unchecked: out of range, the mask would be all zero, a plausible projection
+    return jnp.where(select.valid(act.shape), reconstruction, jnp.nan)
 
 
 def project_explicit(model: Model, params: Params, x_HWC, layer: str, select: Select) -> jax.Array:
@@ -196,6 +268,8 @@ def project_explicit(model: Model, params: Params, x_HWC, layer: str, select: Se
             signal = signal @ params[spec.name]["kernel"].T
         elif spec.kind == "flatten":
             signal = signal.reshape(below.shape)
+        elif spec.kind == "adaptive_avg_pool":
+            signal = L.adaptive_avg_unpool(signal, below.shape[1:3])
         elif spec.kind == "lrn":
             _, norm_vjp = jax.vjp(lambda v, s=spec: L.local_response_norm(v, *s.lrn), below)
             (signal,) = norm_vjp(signal)

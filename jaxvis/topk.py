@@ -5,7 +5,10 @@
 a layer, the ``k`` largest activations with their image index and position: memory is
 ``O(channels * k)`` whatever the dataset's size. Ties go to the earlier example (lower
 image index, then row, then column). ``one_per_image`` keeps at most one activation per
-image and map (its maximum), which avoids a sheet of nine near-identical patches.
+image and map (its maximum), which avoids a sheet of nine near-identical patches. The
+result records what it was computed on (layer, model, input shape, number of images), so
+that :func:`project_top_k` refuses to project it at another layer, through another model
+or on other images.
 
 :func:`project_top_k` projects each of those activations alone (all others of the layer
 zeroed) with the deconvnet rule, in batched ``vmap`` calls, and crops projection and
@@ -31,29 +34,39 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import _checks
+from jaxvis import _checks, rules
 from jaxvis.models import Model, Params
-from jaxvis.project import Select, project
+from jaxvis.project import Select, backward_bytes, project
 
 
-@functools.partial(jax.tree_util.register_dataclass,
-                   data_fields=["value", "image", "row", "col"], meta_fields=[])
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["value", "image", "row", "col"],
+                   meta_fields=["layer", "model", "input_shape", "num_images"])
 @dataclasses.dataclass(frozen=True)
 class TopK:
-    """The ``k`` strongest activations of each map, strongest first; each field ``(C, k)``.
+    """The ``k`` strongest activations of each map, strongest first; each array ``(C, k)``.
 
-    ``image`` indexes the dataset in the order it was streamed.
+    ``image`` indexes the dataset in the order it was streamed. ``layer``, ``model`` (its
+    name), ``input_shape`` and ``num_images`` (how many images :func:`top_k` saw) say what
+    the result belongs to; they are static pytree metadata.
     """
 
     value: jax.Array
     image: jax.Array
     row: jax.Array
     col: jax.Array
+    layer: str
+    model: str
+    input_shape: tuple[int, int, int]
+    num_images: int
 
 
-def _init(channels: int, k: int) -> TopK:
+def _init(model: Model, layer: str, k: int) -> TopK:
+    """The empty running top-k; ``num_images`` is set once the stream has ended (kept
+    constant while streaming, so that the jitted step compiles once)."""
+    channels = model.shapes[layer][-1]
     return TopK(jnp.full((channels, k), -jnp.inf, jnp.float32), jnp.full((channels, k), -1, jnp.int32),
-                jnp.zeros((channels, k), jnp.int32), jnp.zeros((channels, k), jnp.int32))
+                jnp.zeros((channels, k), jnp.int32), jnp.zeros((channels, k), jnp.int32), layer, model.name,
+                tuple(model.input_shape), 0)
 
 
 def _merge(state: TopK, act_NHWC, offset, k: int, one_per_image: bool) -> TopK:
@@ -77,7 +90,7 @@ def _merge(state: TopK, act_NHWC, offset, k: int, one_per_image: bool) -> TopK:
     cols = jnp.concatenate([state.col, pos_CM % w], axis=1)
     best, keep = jax.lax.top_k(values, k)
     take = functools.partial(jnp.take_along_axis, indices=keep, axis=1)
-    return TopK(best, take(images), take(rows), take(cols))
+    return dataclasses.replace(state, value=best, image=take(images), row=take(rows), col=take(cols))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "layers", "k", "one_per_image"))
@@ -110,12 +123,20 @@ def top_k(model: Model, params: Params, batches: Iterable, layers: str | Iterabl
     for name in names:
         model.check_layer(name, spatial=True)
     _checks.count("k", k)
-    states = {name: _init(model.shapes[name][-1], k) for name in names}
+    if not isinstance(one_per_image, (bool, np.bool_)):
+        raise ValueError(f"one_per_image must be True or False, got {type(one_per_image).__name__} {one_per_image!r}")
+    states = {name: _init(model, name, k) for name in names}
     seen = 0
+    if isinstance(batches, (str, bytes)) or not isinstance(batches, Iterable) or hasattr(batches, "shape"):
+        raise ValueError(f"batches must be an iterable of image batches (N, {', '.join(map(str, model.input_shape))}),"
+                         f" e.g. [images] or dataset.batches(256), got {type(batches).__name__} of shape "
+                         f"{np.shape(batches) if hasattr(batches, 'shape') else '?'}")
     for batch in batches:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        x = model.normalize(images) if np.asarray(images).dtype == np.uint8 else jnp.asarray(images)
+        dtype = images.dtype if hasattr(images, "dtype") else np.asarray(images).dtype
+        x = model.normalize(images) if dtype == np.uint8 else images
         _checks.images(x, model.input_shape)
+        x = jnp.asarray(x)
         states = _step(model, params, states, x, jnp.int32(seen), names, k, one_per_image)
         seen += x.shape[0]
     if seen == 0:
@@ -126,6 +147,7 @@ def top_k(model: Model, params: Params, batches: Iterable, layers: str | Iterabl
         if k > available:
             raise ValueError(f"k={k} is larger than the {available} positions of layer {name!r} in the data "
                              f"({seen} images{'' if one_per_image else f' x {h}x{w}'})")
+    states = {name: dataclasses.replace(state, num_images=seen) for name, state in states.items()}
     return states[names[0]] if single else states
 
 
@@ -170,6 +192,10 @@ def window_model(model: Model, layer: str, side: tuple[int, int] | None = None) 
     if side is None:
         side = tuple(_allowed_side(h, jump, size + jump - 1) for h, jump, size in
                      zip(model.input_shape[:2], field.jump, field.size))
+    elif (not isinstance(side, (tuple, list)) or len(side) != 2
+          or not all(isinstance(v, (int, np.integer)) and 1 <= v <= h for v, h in zip(side, model.input_shape))):
+        raise ValueError(f"side must be (height, width), integers from 1 to the image's "
+                         f"{tuple(model.input_shape[:2])}, got {side!r}")
     head = model.layers[:model.names.index(layer) + 1]
     return Model(f"{model.name}[{layer} window {side[0]}x{side[1]}]", head, (*side, model.input_shape[2]),
                  model.mean, model.std)
@@ -200,9 +226,15 @@ def border_windows(model: Model, layer: str, tops, lefts, fractions: tuple[float
     """
     if fractions is None:
         fractions = (0.5, 0.7) if jax.default_backend() == "cpu" else ()
+    if not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
+        raise ValueError(f"fractions must be numbers in (0, 1], got {tuple(fractions)!r}")
     field = model.receptive_field(layer)
+    tops, lefts = np.asarray(tops), np.asarray(lefts)
+    if tops.shape != lefts.shape or tops.ndim != 1 or tops.dtype.kind not in "iu" or lefts.dtype.kind not in "iu":
+        raise ValueError(f"tops and lefts must be integer vectors of one length, one entry per unit, got "
+                         f"{tops.dtype} {tops.shape} and {lefts.dtype} {lefts.shape}")
     out = []
-    for v, h, jump, size in zip((np.asarray(tops), np.asarray(lefts)), model.input_shape[:2], field.jump, field.size):
+    for v, h, jump, size in zip((tops, lefts), model.input_shape[:2], field.jump, field.size):
         start = (np.maximum(v, 0) // jump) * jump
         end = np.where(v + size >= h, h, h - ((h - np.minimum(v + size, h)) // jump) * jump)
         ladder = _side_ladder(h, jump, size, fractions)
@@ -272,11 +304,32 @@ def _chunks(ids: np.ndarray, most: int):
 
 
 def _fitting(net: Model, layer: str, budget: float, most: int = 256) -> int:
-    """How many projections through ``net`` up to ``layer`` fit ``budget`` bytes: each keeps
-    every activation for the backward pass and about as much again on the way down."""
-    upto = net.names[:net.names.index(layer) + 1]
-    per = 2 * 4 * (math.prod(net.input_shape) + sum(math.prod(net.shapes[n]) for n in upto))
-    return int(np.clip(budget // per, 1, most))
+    """How many projections through ``net`` up to ``layer`` fit ``budget`` bytes."""
+    return int(np.clip(budget // backward_bytes(net, layer), 1, most))
+
+
+def check_top(model: Model, top: TopK, layer: str, images) -> None:
+    """Raise unless ``top`` is :func:`top_k`'s result for ``layer`` of ``model`` on ``images``
+    (their number; every image index in range)."""
+    if not isinstance(top, TopK):
+        raise ValueError(f"top must be a TopK from topk.top_k, got {type(top).__name__}")
+    if top.layer != layer:
+        raise ValueError(f"top holds the activations of layer {top.layer!r}; expected layer {layer!r}, the layer "
+                         "to project (compute top_k at that layer)")
+    if (top.model, tuple(top.input_shape)) != (model.name, tuple(model.input_shape)):
+        raise ValueError(f"top was computed with model {top.model!r} on inputs {tuple(top.input_shape)}; expected "
+                         f"model {model.name!r} on inputs {tuple(model.input_shape)}")
+    if tuple(np.shape(top.value)) != (model.shapes[layer][-1], np.shape(top.value)[-1]):
+        raise ValueError(f"top must have one row per map of layer {layer!r}, shape ({model.shapes[layer][-1]}, k); "
+                         f"got {tuple(np.shape(top.value))}")
+    if not hasattr(images, "__len__") or not hasattr(images, "__getitem__"):
+        raise ValueError(f"images must be an array or a jaxvis.data.Dataset, got {type(images).__name__}")
+    if len(images) != top.num_images:
+        raise ValueError(f"top_k saw {top.num_images} images; expected the same images here, got {len(images)}")
+    image_ids = np.asarray(top.image)
+    if (image_ids < 0).any() or (image_ids >= top.num_images).any():
+        raise ValueError(f"top refers to images {image_ids[(image_ids < 0) | (image_ids >= top.num_images)][:5].tolist()}"
+                         f"; expected indices in [0, {top.num_images})")
 
 
 def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, maps=None,
@@ -284,8 +337,11 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
     """Project every activation of ``top`` alone and crop it to its receptive field.
 
     Args:
-      images: the examples ``top`` was computed on, indexable by ``top.image`` (uint8
-        pixels or normalized floats, HWC each): an array or a ``jaxvis.data.Dataset``.
+      images: the examples ``top`` was computed on, all of them (``top.num_images``),
+        indexable by ``top.image`` (uint8 pixels or normalized floats, HWC each): an array
+        or a ``jaxvis.data.Dataset``.
+      top: :func:`top_k`'s result for ``layer`` of ``model`` on ``images``; another
+        layer's, model's or number of images' is refused.
       maps: which maps to project (default all), in the order given.
       chunk: projections per batched call; default: as many as fit ``memory_budget``
         bytes of activations (forward and backward, estimated from the layer shapes), at
@@ -293,16 +349,18 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
         calls take many more projections than those of border units.
     """
     model.check_layer(layer, spatial=True)
+    check_top(model, top, layer, images)
     field = model.receptive_field(layer)
-    if top.value.shape[0] != model.shapes[layer][-1]:
-        raise ValueError(f"top has {top.value.shape[0]} maps but layer {layer!r} has {model.shapes[layer][-1]}")
-    maps = np.arange(top.value.shape[0]) if maps is None else np.asarray(list(maps), np.int32)
+    maps = np.arange(top.value.shape[0]) if maps is None else np.asarray(list(maps))
+    if maps.ndim != 1 or not maps.size:
+        raise ValueError(f"maps must be a non-empty list of map indices of layer {layer!r}, got {maps.tolist()!r}")
     _checks.index(f"maps of layer {layer!r}", maps, top.value.shape[0])
+    maps = maps.astype(np.int32)
+    _checks.choice("rule", rule, rules.RULES)
     _checks.count("chunk", chunk, optional=True)
+    _checks.number("memory_budget", memory_budget, 1.0)
     channels, k = len(maps), top.value.shape[1]
     image_ids = np.asarray(top.image)[maps].ravel()
-    if (image_ids < 0).any() or image_ids.max() >= len(images):
-        raise ValueError(f"top refers to images up to {image_ids.max()} but {len(images)} images were given")
     chan = np.repeat(maps.astype(np.int32), k)
     rows, cols = np.asarray(top.row)[maps].ravel(), np.asarray(top.col)[maps].ravel()
     tops, lefts = field.start[0] + rows * field.jump[0], field.start[1] + cols * field.jump[1]
@@ -312,7 +370,9 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
     def normalized(ids):
         batch = np.stack([np.asarray(images[int(i)][0] if isinstance(images[int(i)], tuple) else images[int(i)])
                           for i in ids])
-        return model.normalize(batch) if batch.dtype == np.uint8 else jnp.asarray(batch)
+        x = model.normalize(batch) if batch.dtype == np.uint8 else batch
+        _checks.images(x, model.input_shape)
+        return jnp.asarray(x)
 
     def chunks(ids, net):
         return _chunks(ids, chunk or _fitting(net, layer, memory_budget))
@@ -320,11 +380,12 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
     out = np.zeros((channels * k, *field.size, model.input_shape[2]), np.float32)
     patches = np.zeros_like(out)
     small = field_model(model, layer)
+    head = {name: params[name] for name in small.names if name in params}  # the truncated networks' parameters
     crop = _crops(tuple(field.size))
     for part, padded in chunks(np.flatnonzero(inside), small):
         crops = crop(normalized(image_ids[padded]), tops[padded], lefts[padded])
         patches[part] = np.asarray(crops)[:len(part)]
-        out[part] = np.asarray(_project_fields(small, params, crops, chan[padded], layer, rule))[:len(part)]
+        out[part] = np.asarray(_project_fields(small, head, crops, chan[padded], layer, rule))[:len(part)]
     # units whose field crosses the border: the network with its paddings on an aligned
     # window; units in the same window of the same image share one forward pass
     border = np.flatnonzero(~inside)
@@ -347,7 +408,7 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
                 windows = window_crop(normalized(image_ids[first]), s_h[first], s_w[first])
                 sh, sw = s_h[padded], s_w[padded]
                 projected = np.asarray(_project_shared(
-                    win, params, windows, chan[padded], rows[padded] - sh // jump[0], cols[padded] - sw // jump[1],
+                    win, head, windows, chan[padded], rows[padded] - sh // jump[0], cols[padded] - sw // jump[1],
                     tops[padded] - sh, lefts[padded] - sw, layer, rule, field.size))[:len(part)]
                 out[part.ravel()] = projected.reshape(-1, *projected.shape[2:])
     return _patches(maps, out, patches, tops, lefts, field, channels, k, model.input_shape[2])

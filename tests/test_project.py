@@ -12,7 +12,8 @@ from jax import lax
 
 from jaxvis import layers as L
 from jaxvis import models
-from jaxvis.project import Select, project, project_explicit, project_strongest
+from jaxvis.project import (Select, backward_bytes, project, project_batch, project_explicit,
+                            project_strongest, strongest_map)
 
 
 def assert_vjp_equals_explicit_in_every_conv_layer(model):
@@ -107,27 +108,146 @@ def test_map_projection_below_the_first_relu_is_the_sum_of_unit_projections():
     assert rel_err(whole, units.sum(0)) < 1e-5
 
 
-def test_bad_selections_are_rejected_clearly():
-    model = models.build("mnist_cnn")
+def test_project_batch_equals_a_loop_of_project():
+    model = models.build("mnist_cnn", widths=(4, 8), hidden=8)
     params = model.init(jax.random.key(0))
-    x = jnp.zeros((28, 28, 1))
-    with pytest.raises(ValueError, match=r"channel of layer 'conv3' out of range: expected 0 <= .* < 64, got \[64\]"):
-        project(model, params, x, "conv3", Select.strongest(64))
-    with pytest.raises(ValueError, match=r"row of layer 'pool1' out of range.* < 14, got \[14\]"):
-        project(model, params, x, "pool1", Select.unit(0, 14, 0))
-    with pytest.raises(ValueError, match=r"layer 'fc5' is dense.*only Select.unit"):
-        project(model, params, x, "fc5", Select.strongest(0))
-    with pytest.raises(ValueError, match=r"one image of shape \(28, 28, 1\).*got shape \(2, 28, 28, 1\)"):
-        project(model, params, jnp.zeros((2, 28, 28, 1)), "conv1", Select.strongest(0))
-    with pytest.raises(ValueError, match=r"unknown layer of mnist_cnn 'conv5'"):
-        project_explicit(model, params, x, "conv5", Select.strongest(0))
-    with pytest.raises(ValueError, match=r"image must be finite"):
-        project(model, params, x.at[3, 3, 0].set(jnp.inf), "conv1", Select.strongest(0))
-    with pytest.raises(ValueError, match=r"row of dense layer 'relu5' out of range: expected 0 <= .* < 1, got \[1\]"):
-        project(model, params, x, "relu5", Select.unit(3, 1, 0))
-    with pytest.raises(ValueError, match=r"selection's row must be an integer, got dtype float32 value 3.7"):
-        Select.unit(2, 3.7, 0)
-    with pytest.raises(ValueError, match=r"images must be finite"):
-        project_strongest(model, params, x.at[3, 3, 0].set(jnp.nan)[None], "conv2")
-    with pytest.raises(ValueError, match=r"images must have 1 channels"):
-        project_strongest(model, params, jnp.zeros((2, 28, 28, 3)), "conv2")
+    xs = jax.random.normal(jax.random.key(1), (3, 28, 28, 1))
+    got = project_batch(model, params, xs, "relu3", Select.unit(jnp.array([0, 5, 7]), jnp.array([2, 9, 13]), 4))
+    same = project_batch(model, params, xs, "relu3", Select.strongest(6))  # a scalar selection: every image
+    for i, (c, r) in enumerate(((0, 2), (5, 9), (7, 13))):
+        one = project(model, params, xs[i], "relu3", Select.unit(c, r, 4))
+        assert rel_err(got[i], one) < 1e-6, i
+        assert rel_err(same[i], project(model, params, xs[i], "relu3", Select.strongest(6))) < 1e-6, i
+
+
+def test_traced_out_of_range_selections_project_to_nan_not_to_zero():
+    # under vmap the indices are traced and cannot be checked: map 99 of 8 must not look like a dead unit
+    model = models.build("mnist_cnn", widths=(4, 8), hidden=8)
+    params = model.init(jax.random.key(0))
+    xs = jax.random.normal(jax.random.key(1), (3, 28, 28, 1))
+    got = jax.vmap(lambda xi, c: project(model, params, xi, "relu4", Select.strongest(c)))(xs, jnp.array([1, 99, -1]))
+    assert rel_err(got[0], project(model, params, xs[0], "relu4", Select.strongest(1))) < 1e-6
+    assert np.isnan(np.asarray(got[1:])).all()
+    rows = jax.vmap(lambda r: project(model, params, xs[0], "pool1", Select.unit(2, r, 3)))(jnp.array([13, 14]))
+    assert np.isfinite(np.asarray(rows[0])).all() and np.isnan(np.asarray(rows[1])).all()
+
+
+def test_backward_bytes_hand_counted():
+    model = models.build("mnist_cnn", widths=(4, 8), hidden=8)
+    # input 784; conv1-relu2 4 x 28*28*4; pool1 14*14*4; conv3-relu4 4 x 14*14*8; pool2, flatten 392 each;
+    # fc5, relu5, drop5 8 each; fc6 10: forward kept and the signal down, float32
+    assert backward_bytes(model) == 2 * 4 * (784 + 4 * 3136 + 784 + 4 * 1568 + 2 * 392 + 3 * 8 + 10) == 169616
+    assert backward_bytes(model, "relu3") == 2 * 4 * (784 + 4 * 3136 + 784 + 2 * 1568) == 137984
+
+
+M = models.build("mnist_cnn", widths=(4, 8), hidden=8)
+P = M.init(jax.random.key(0))
+X = jnp.zeros((28, 28, 1))
+XS = jnp.zeros((2, 28, 28, 1))
+NAN, INF = X.at[3, 4, 0].set(jnp.nan), X.at[0, 0, 0].set(jnp.inf)
+
+BAD_INPUTS = [
+    # project: indices, layers, rules, images
+    ("project-channel-too-large", lambda: project(M, P, X, "relu4", Select.strongest(8)),
+     r"channel of layer 'relu4' out of range: expected 0 <= .* < 8, got \[8\]"),
+    ("project-channel-negative", lambda: project(M, P, X, "relu4", Select.map(-1)),
+     r"channel of layer 'relu4' out of range: expected 0 <= .* < 8, got \[-1\]"),
+    ("project-row-too-large", lambda: project(M, P, X, "pool1", Select.unit(0, 14, 0)),
+     r"row of layer 'pool1' out of range: expected 0 <= .* < 14, got \[14\]"),
+    ("project-col-too-large", lambda: project(M, P, X, "conv1", Select.unit(0, 0, 28)),
+     r"col of layer 'conv1' out of range: expected 0 <= .* < 28, got \[28\]"),
+    ("project-col-negative", lambda: project(M, P, X, "conv1", Select.unit(0, 0, -3)),
+     r"col of layer 'conv1' out of range: expected 0 <= .* < 28, got \[-3\]"),
+    ("project-dense-strongest", lambda: project(M, P, X, "fc5", Select.strongest(0)),
+     r"layer 'fc5' is dense \(shape \(8,\)\); only Select.unit\(index\) applies to it"),
+    ("project-dense-row", lambda: project(M, P, X, "relu5", Select.unit(3, 1, 0)),
+     r"row of dense layer 'relu5' out of range: expected 0 <= .* < 1, got \[1\]"),
+    ("project-dense-unit-too-large", lambda: project(M, P, X, "fc6", Select.unit(10)),
+     r"channel of layer 'fc6' out of range: expected 0 <= .* < 10, got \[10\]"),
+    ("project-batch-given", lambda: project(M, P, XS, "conv1", Select.strongest(0)),
+     r"one image of shape \(28, 28, 1\) \(HWC; vmap for a batch\), got shape \(2, 28, 28, 1\)"),
+    ("project-flat-image", lambda: project(M, P, jnp.zeros(784), "conv1", Select.strongest(0)),
+     r"one image of shape \(28, 28, 1\).*got shape \(784,\)"),
+    ("project-three-channels", lambda: project(M, P, jnp.zeros((28, 28, 3)), "conv1", Select.strongest(0)),
+     r"image must have 1 channels \(NHWC, channels last\), got shape \(1, 28, 28, 3\) with 3"),
+    ("project-wrong-size", lambda: project(M, P, jnp.zeros((27, 28, 1)), "conv1", Select.strongest(0)),
+     r"image must have shape \(N, 28, 28, 1\), got \(1, 27, 28, 1\)"),
+    ("project-integer-pixels", lambda: project(M, P, jnp.zeros((28, 28, 1), jnp.int32), "conv1", Select.strongest(0)),
+     r"image must be floating point \(normalized with model.normalize\), got dtype int32"),
+    ("project-nan-pixel", lambda: project(M, P, NAN, "conv1", Select.strongest(0)),
+     r"image must be finite, got 1 non-finite values \(first at index \(0, 3, 4, 0\): nan\)"),
+    ("project-inf-pixel", lambda: project(M, P, INF, "conv1", Select.strongest(0)),
+     r"image must be finite, got 1 non-finite values \(first at index \(0, 0, 0, 0\): inf\)"),
+    ("project-unknown-layer", lambda: project(M, P, X, "conv5", Select.strongest(0)),
+     r"unknown layer of mnist_cnn 'conv5'; expected one of \[.*'conv4'.*\]. Did you mean"),
+    ("project-unknown-rule", lambda: project(M, P, X, "conv1", Select.strongest(0), rule="guidded"),
+     r"unknown rule 'guidded'; expected one of \['gradient', 'deconvnet', 'guided'\]. Did you mean 'guided'"),
+    ("project-not-a-select", lambda: project(M, P, X, "conv1", 3),
+     r"select must be a Select \(Select.unit, .strongest or .map\), got int"),
+    ("project-unknown-mode", lambda: project(M, P, X, "conv1", Select("centre", *(jnp.int32(0),) * 3)),
+     r"unknown selection mode 'centre'; expected one of \['unit', 'strongest', 'map'\]"),
+    # Select
+    ("select-float-row", lambda: Select.unit(2, 3.7, 0),
+     r"a selection's row must be an integer, got dtype float64 value 3.7"),
+    ("select-float-channel-array", lambda: Select.strongest(jnp.array([1.0, 2.0])),
+     r"a selection's channel must be an integer, got dtype float32 value \[1.0, 2.0\]"),
+    ("select-string-channel", lambda: Select.map("3"), r"a selection's channel must be an integer, got dtype <U1"),
+    ("select-bool-channel", lambda: Select.strongest(True), r"a selection's channel must be an integer, got dtype bool"),
+    ("select-none-col", lambda: Select.unit(0, 0, None), r"a selection's col must be an integer, got dtype object"),
+    ("select-shapes-differ", lambda: Select.unit([0, 1], [0, 1, 2], 0),
+     r"channel, row and col must broadcast to one shape, got shapes \[\(2,\), \(3,\), \(\)\]"),
+    # project_explicit
+    ("explicit-unknown-layer", lambda: project_explicit(M, P, X, "relu9", Select.strongest(0)),
+     r"unknown layer of mnist_cnn 'relu9'"),
+    ("explicit-channel-too-large", lambda: project_explicit(M, P, X, "conv3", Select.strongest(8)),
+     r"channel of layer 'conv3' out of range: expected 0 <= .* < 8, got \[8\]"),
+    ("explicit-nan-pixel", lambda: project_explicit(M, P, NAN, "conv3", Select.strongest(0)),
+     r"image must be finite, got 1 non-finite"),
+    ("explicit-batch-given", lambda: project_explicit(M, P, XS, "conv3", Select.strongest(0)),
+     r"one image of shape \(28, 28, 1\).*got shape \(2, 28, 28, 1\)"),
+    # project_batch: every value checked before the one vmapped call
+    ("batch-channel-99", lambda: project_batch(M, P, XS, "relu4", Select.strongest(jnp.array([1, 99]))),
+     r"channel of layer 'relu4' out of range: expected 0 <= .* < 8, got \[99\]"),
+    ("batch-row-too-large", lambda: project_batch(M, P, XS, "pool1", Select.unit(0, jnp.array([0, 14]), 0)),
+     r"row of layer 'pool1' out of range: expected 0 <= .* < 14, got \[14\]"),
+    ("batch-nan-pixel", lambda: project_batch(M, P, XS.at[1, 2, 3, 0].set(jnp.nan), "relu4", Select.strongest(0)),
+     r"images must be finite, got 1 non-finite values \(first at index \(1, 2, 3, 0\): nan\)"),
+    ("batch-selections-per-image", lambda: project_batch(M, P, XS, "relu4", Select.strongest(jnp.arange(3))),
+     r"a batched selection's channel must be a scalar or have shape \(2,\), one per image, got shape \(3,\)"),
+    ("batch-selection-matrix", lambda: project_batch(M, P, XS, "relu4", Select.strongest(jnp.zeros((2, 1), int))),
+     r"a batched selection's channel must be a scalar or have shape \(2,\).*got shape \(2, 1\)"),
+    ("batch-one-image", lambda: project_batch(M, P, X, "relu4", Select.strongest(0)),
+     r"images must be a batch of shape \(N, 28, 28, 1\) \(NHWC\), got an array of rank 3"),
+    ("batch-empty", lambda: project_batch(M, P, XS[:0], "relu4", Select.strongest(0)),
+     r"images must hold at least one image, got shape \(0, 28, 28, 1\)"),
+    ("batch-three-channels", lambda: project_batch(M, P, jnp.zeros((2, 28, 28, 3)), "relu4", Select.strongest(0)),
+     r"images must have 1 channels \(NHWC, channels last\), got shape \(2, 28, 28, 3\)"),
+    ("batch-uint8", lambda: project_batch(M, P, np.zeros((2, 28, 28, 1), np.uint8), "relu4", Select.strongest(0)),
+     r"images must be floating point \(normalized with model.normalize\), got dtype uint8"),
+    ("batch-unknown-rule", lambda: project_batch(M, P, XS, "relu4", Select.strongest(0), rule="deconv"),
+     r"unknown rule 'deconv'; expected one of .*Did you mean 'deconvnet'"),
+    ("batch-unknown-layer", lambda: project_batch(M, P, XS, "relu7", Select.strongest(0)),
+     r"unknown layer of mnist_cnn 'relu7'"),
+    ("batch-dense-map", lambda: project_batch(M, P, XS, "fc5", Select.map(0)),
+     r"layer 'fc5' is dense \(shape \(8,\)\); only Select.unit"),
+    # project_strongest, strongest_map, backward_bytes
+    ("strongest-nan-pixel", lambda: project_strongest(M, P, NAN[None], "conv2"),
+     r"images must be finite, got 1 non-finite values"),
+    ("strongest-three-channels", lambda: project_strongest(M, P, jnp.zeros((2, 28, 28, 3)), "conv2"),
+     r"images must have 1 channels"),
+    ("strongest-dense-layer", lambda: project_strongest(M, P, XS, "fc5"),
+     r"layer 'fc5' of mnist_cnn has no spatial maps \(output shape \(8,\)\); choose one of"),
+    ("strongest-unknown-rule", lambda: project_strongest(M, P, XS, "conv2", rule="guide"),
+     r"unknown rule 'guide'.*Did you mean 'guided'"),
+    ("strongest-empty", lambda: project_strongest(M, P, XS[:0], "conv2"),
+     r"images must hold at least one image, got shape \(0, 28, 28, 1\)"),
+    ("strongest-map-batch", lambda: strongest_map(jnp.zeros((2, 4, 4, 3))),
+     r"strongest_map takes one image's activations \(H, W, C\), got shape \(2, 4, 4, 3\)"),
+    ("backward-bytes-unknown-layer", lambda: backward_bytes(M, "relu8"), r"unknown layer of mnist_cnn 'relu8'"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_value_error_saying_expected_and_given(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
