@@ -1,4 +1,5 @@
-"""Files written so that a kill leaves the old file or the new one, never half of one."""
+"""Files written so that a kill leaves the old file or the new one, never half of one, and folders
+checked to be folders."""
 
 from __future__ import annotations
 
@@ -7,6 +8,20 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+
+def folder(path, what: str, create: bool = True) -> Path:
+    """``path`` as a folder, created with its parents if ``create``; a ``ValueError`` names
+    ``what`` when ``path`` is not a path, or when it (or a parent) is a file."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{what} must be a path (str or os.PathLike), got {type(path).__name__} {path!r}")
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"{what} must be a folder, but {p} is a file")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def write_atomically(path, write: Callable[[BinaryIO], object]) -> None:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis import _checks
+from jaxvis._io import folder
 
 ENV_VAR = "JAXVIS_DATA_DIR"
 IMAGENET_RESIZE = 256
@@ -62,6 +63,8 @@ def read_idx(path) -> np.ndarray:
         header says.
     """
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"expected an IDX file, but {path} {'is a folder' if path.is_dir() else 'does not exist'}")
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] or raw[1] or raw[2] not in _IDX_DTYPES or raw[3] == 0:
         raise ValueError(
@@ -194,20 +197,29 @@ def _crop(image_HWC, top: int, left: int, size: int):
     return image_HWC[top:top + size, left:left + size]
 
 
+def _check_crop(image_HWC, size: int) -> None:
+    _checks.count("crop size", size)
+    if np.ndim(image_HWC) != 3 or min(np.shape(image_HWC)[:2]) < size:
+        raise ValueError(f"expected an HWC image of at least {size}x{size} to crop, got shape {np.shape(image_HWC)}")
+
+
 def random_crop_flip(image_HWC, size: int, draw: np.ndarray):
     """A ``size`` crop at a position set by ``draw[0:2]`` in [0, 1), flipped if ``draw[2] < .5``."""
+    _check_crop(image_HWC, size)
     h, w = image_HWC.shape[:2]
     crop = _crop(image_HWC, int(draw[0] * (h - size + 1)), int(draw[1] * (w - size + 1)), size)
     return crop[:, ::-1] if draw[2] < 0.5 else crop
 
 
 def center_crop(image_HWC, size: int):
+    _check_crop(image_HWC, size)
     h, w = image_HWC.shape[:2]
     return _crop(image_HWC, (h - size) // 2, (w - size) // 2, size)
 
 
 def ten_crops(image_HWC, size: int):
     """The four corners and the centre, then the same five flipped: ``(10, size, size, C)``."""
+    _check_crop(image_HWC, size)
     h, w = image_HWC.shape[:2]
     five = [_crop(image_HWC, t, l, size) for t, l in ((0, 0), (0, w - size), (h - size, 0), (h - size, w - size))]
     five.append(center_crop(image_HWC, size))
@@ -365,11 +377,17 @@ class Dataset:
           workers: threads decoding images of lazily read datasets (default: all cores).
           prefetch: batches decoded ahead of the one being consumed.
         """
-        _checks.positive("batch_size", batch_size)
-        index, count = shard
-        if count < 1 or not 0 <= index < count or batch_size % count:
+        _checks.count("batch_size", batch_size)
+        _checks.count("shuffle_seed", shuffle_seed, minimum=0, optional=True)
+        _checks.count("epoch", epoch, minimum=0)
+        _checks.count("skip", skip, minimum=0)
+        _checks.count("workers", workers, optional=True)
+        _checks.count("prefetch", prefetch, minimum=0)
+        if not (isinstance(shard, (tuple, list)) and len(shard) == 2 and all(
+                isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in shard)
+                and 0 <= shard[0] < shard[1] and batch_size % shard[1] == 0):
             raise ValueError(f"shard must be (index, count) with 0 <= index < count and batch_size divisible "
-                             f"by count, got shard={shard} with batch_size={batch_size}")
+                             f"by count, got shard={shard!r} with batch_size={batch_size}")
         spec = DATASETS[self.name]
         if augment and spec.augment is None:
             raise ValueError(f"{self.name} has no augmentation (flipping or shifting it changes what the "
@@ -378,7 +396,6 @@ class Dataset:
             raise ValueError(f"ten_crop is the ImageNet evaluation; {self.name} has no crops to take")
         if augment and ten_crop:
             raise ValueError("augment (training crops) and ten_crop (evaluation crops) exclude each other")
-        _checks.positive("skip", skip, strict=False)
         return Batches(self, batch_size, shuffle_seed, epoch, skip, drop_remainder, augment, ten_crop,
                        shard, workers or os.cpu_count() or 1, prefetch)
 
@@ -524,9 +541,10 @@ def open_dataset(name: str, split: str, *, data_dir=None, image_size: int | None
     inputs. Only for datasets held in memory (not ImageNet, which is cropped to 224).
 
     Raises:
-      ValueError: unknown name or split, or data files that are there but malformed.
+      ValueError: unknown name or split, a ``data_dir`` (or ``$JAXVIS_DATA_DIR``) that is
+        a file, or data files that are there but malformed.
       FileNotFoundError: the dataset is in none of the searched places; the message
-        lists each place and how to provide the data.
+        (one line) lists each place and how to provide the data.
     """
     _checks.choice("dataset", name, DATASETS)
     spec = DATASETS[name]
@@ -551,7 +569,7 @@ def resize(images_NHWC: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
     if images_NHWC.ndim != 4 or images_NHWC.dtype != np.uint8:
         raise ValueError(f"resize takes uint8 images (N, H, W, C), got {images_NHWC.dtype} of shape "
                          f"{images_NHWC.shape}")
-    _checks.positive("size", size)
+    _checks.count("size", size)
     n, _, _, c = images_NHWC.shape
     fn = jax.jit(lambda x: jnp.clip(jnp.round(jax.image.resize(x.astype(jnp.float32), (x.shape[0], size, size, c),
                                                                 "linear")), 0, 255).astype(jnp.uint8))
@@ -564,6 +582,11 @@ def resize(images_NHWC: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
     return out
 
 
+def _data_folder(path, what: str) -> Path:
+    """A folder the user named for data, ``~`` expanded; a ``ValueError`` names ``what`` if it is a file."""
+    return folder(folder(path, what, create=False).expanduser(), what, create=False)
+
+
 def _open(name: str, split: str, data_dir, spec: _Spec) -> Dataset:
     if name == "mnist_sample":
         source, where = _sample()
@@ -572,9 +595,9 @@ def _open(name: str, split: str, data_dir, spec: _Spec) -> Dataset:
     searched = []
     places = []
     if data_dir is not None:
-        places.append((Path(data_dir).expanduser(), "data_dir argument"))
+        places.append((_data_folder(data_dir, "data_dir"), "data_dir argument"))
     elif os.environ.get(ENV_VAR):
-        places.append((Path(os.environ[ENV_VAR]).expanduser(), f"${ENV_VAR}"))
+        places.append((_data_folder(os.environ[ENV_VAR], f"${ENV_VAR}"), f"${ENV_VAR}"))
     else:
         searched.append(f"no data_dir argument, and ${ENV_VAR} is not set")
     places += [(Path(d), "system location") for d in spec.system_dirs]
@@ -595,8 +618,7 @@ def _open(name: str, split: str, data_dir, spec: _Spec) -> Dataset:
             return Dataset(name, split, spec.image_shape, names, where, source)
         except Exception as e:
             searched.append(f"tensorflow-datasets {spec.tfds_name}: {type(e).__name__}: {e}".splitlines()[0])
-    lines = "\n".join(f"  - {s}" for s in searched)
-    raise FileNotFoundError(f"dataset {name!r} (split {split!r}) was not found. Searched:\n{lines}\n"
+    raise FileNotFoundError(f"dataset {name!r} (split {split!r}) was not found; searched: {'; '.join(searched)}. "
                             f"To provide it: {spec.how_to}.")
 
 
@@ -614,5 +636,7 @@ def load(name: str, split: str, batch_size: int, *, data_dir=None, shuffle_seed:
       image_size: resize to this square size (see :func:`open_dataset`).
       **batch_options: passed to :meth:`Dataset.batches` (``epoch``, ``augment``, ...).
     """
+    _checks.keywords("data.load", batch_options, ("epoch", "skip", "drop_remainder", "augment", "ten_crop", "shard",
+                                                  "workers", "prefetch"))
     return open_dataset(name, split, data_dir=data_dir, image_size=image_size).batches(
         batch_size, shuffle_seed=shuffle_seed, **batch_options)

@@ -31,7 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from jaxvis import _checks, checkpoint, data, layers, models
-from jaxvis._io import write_text_atomically
+from jaxvis._io import folder, write_text_atomically
 from jaxvis.configs import Config
 
 METRICS_FILE = "metrics.jsonl"
@@ -40,10 +40,41 @@ RUN_SETTINGS = ("max_steps", "num_devices", "log_every_steps", "checkpoint_every
                 "eval_every_epochs", "eval_batch_size")
 
 
+def _check_config(config) -> None:
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a jaxvis.configs.Config (e.g. configs.get('mnist_cnn')), got "
+                         f"{_given(config)}")
+
+
+def _given(value) -> str:
+    """A value for an error message: numbers, strings and tuples of them as written, others by type."""
+    if isinstance(value, (int, float, str, type(None))):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return f"({', '.join(map(_given, value))})"
+    return f"a {type(value).__name__}"
+
+
+def _seeds(seeds) -> tuple[int, ...]:
+    """``seeds`` as a tuple of distinct integers >= 0, at least one; a ``ValueError`` otherwise."""
+    try:
+        given = None if isinstance(seeds, (str, bytes)) else tuple(
+            int(s) if isinstance(s, np.integer) else s for s in seeds)
+    except TypeError:  # not iterable: an int, a PRNG key, ...
+        given = None
+    if not given or len(set(given)) != len(given) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in given):
+        raise ValueError(f"seeds must be distinct integers >= 0, at least one (one model per seed), got "
+                         f"{_given(seeds if given is None else given)}")
+    return given
+
+
 def checkpoint_card(config: Config, seeds: tuple[int, ...] | None = None) -> dict[str, Any]:
     """The card a run writes beside its checkpoints, and checks before resuming: the model,
     the data and every setting that changes what is computed. ``seeds`` for a
     :func:`train_many` run, None for :func:`train_and_evaluate` (``config.seed``)."""
+    _check_config(config)
+    seeds = None if seeds is None else _seeds(seeds)
     return {**config.model_card(), "num_models": None if seeds is None else len(seeds),
             "seeds": [config.seed] if seeds is None else list(seeds), "dataset": config.dataset,
             "config": {k: v for k, v in dataclasses.asdict(config).items() if k not in RUN_SETTINGS}}
@@ -55,6 +86,8 @@ def checkpoint_card(config: Config, seeds: tuple[int, ...] | None = None) -> dic
 
 def make_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
     """The learning rate at each step: warm-up, then constant, cosine or step decay."""
+    _check_config(config)
+    _checks.count("steps_per_epoch", steps_per_epoch)
     lr = config.learning_rate
     warmup = round(config.warmup_epochs * steps_per_epoch)
     if config.schedule == "constant":
@@ -84,6 +117,9 @@ def make_optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransf
 
 def renormalize_filters(params: models.Params, radius: float) -> models.Params:
     """Rescale every conv filter (a kernel's ``[:, :, :, o]``) whose RMS exceeds ``radius`` to ``radius``."""
+    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0 < radius < float("inf"):
+        raise ValueError(f"radius must be a finite number > 0, got {_given(radius)}")
+
     def renormalize(path, x):
         if path[-1].key != "kernel" or x.ndim != 4:
             return x
@@ -207,6 +243,7 @@ def _evaluator(model: models.Model, stacked: bool, strategy: str = "vmap"):
 def data_mesh(num_devices: int | None = None) -> Mesh:
     """A 1-D mesh with axis ``data`` over all devices (of all hosts), or the first ``num_devices``
     (over several processes, as many of each)."""
+    _checks.count("num_devices", num_devices, optional=True)
     devices = jax.devices()
     if num_devices is not None:
         if not 1 <= num_devices <= len(devices):
@@ -244,9 +281,14 @@ def evaluate(model: models.Model, params: models.Params, batches: data.Batches, 
     computed by ``strategy`` (see :func:`default_strategy`; ``unroll`` and ``hybrid`` run
     the single-model evaluator once per model).
     """
+    if not isinstance(batches, data.Batches):
+        raise ValueError(f"batches must be jaxvis.data.Batches (dataset.batches(size) or data.load(...)), got "
+                         f"{type(batches).__name__}")
+    strategy = strategy or default_strategy()
+    _checks.choice("strategy", strategy, STRATEGIES)
     mesh = mesh or data_mesh()
     _check_divides("the evaluation batch size", batches.batch_size, mesh)
-    evaluate_batch = _evaluator(model, stacked, strategy or default_strategy())
+    evaluate_batch = _evaluator(model, stacked, strategy)
     local_size = batches.batch_size // batches.shard[1]
     totals = None
     for images, labels in batches:
@@ -299,7 +341,10 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 def read_metrics(workdir) -> list[dict[str, Any]]:
     """The records of a run's ``metrics.jsonl``, in order."""
-    return _records(Path(workdir) / METRICS_FILE)
+    path = folder(workdir, "workdir", create=False) / METRICS_FILE
+    if not path.is_file():
+        raise ValueError(f"{workdir} has no {METRICS_FILE}: expected the workdir of a training run")
+    return _records(path)
 
 
 def train_and_evaluate(config: Config, workdir, *, data_dir=None, progress: bool = True) -> dict[str, Any]:
@@ -334,9 +379,7 @@ def train_many(config: Config, workdir, seeds, *, data_dir=None, progress: bool 
     ``vmap``, ``unroll`` or ``map``, how each step runs the models (default and figures:
     :func:`default_strategy`); all give the same result.
     """
-    seeds = tuple(seeds)
-    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
-        raise ValueError(f"seeds must be distinct integers, at least one, got {seeds!r}")
+    seeds = _seeds(seeds)
     strategy = strategy or default_strategy()
     _checks.choice("strategy", strategy, STRATEGIES)
     return _train(config, workdir, seeds, data_dir, progress, strategy)
@@ -344,6 +387,8 @@ def train_many(config: Config, workdir, seeds, *, data_dir=None, progress: bool 
 
 def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, progress: bool,
            strategy: str = "vmap") -> dict[str, Any]:
+    _check_config(config)
+    workdir = folder(workdir, "workdir", create=False)
     stacked = seeds is not None
     seeds = seeds if stacked else (config.seed,)
     model = config.build_model()
@@ -378,15 +423,17 @@ def _train(config: Config, workdir, seeds: tuple[int, ...] | None, data_dir, pro
         init, dropout_key, update = jax.vmap(init), jax.vmap(dropout_key), _over_models(update, strategy)
     update = jax.jit(update, donate_argnums=0, out_shardings=(replicated, replicated))
 
-    workdir = Path(workdir)
     card = checkpoint_card(config, seeds if stacked else None)
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", card, keep=config.keep_checkpoints)
-    start = ckpt.latest_step() or 0
-    stop = max(stop, start)
     keys = jax.jit(dropout_key, out_shardings=replicated)(seeds_array)
-    if start:  # only the shapes of a fresh state are needed: skip compiling the initializer
-        like = jax.eval_shape(init, seeds_array)
-        restored = ckpt.restore(start, {"params": like["params"], "opt_state": like["opt_state"]}, replicated)
+    like = jax.eval_shape(init, seeds_array)  # only the shapes: no initializer to compile when resuming
+    try:
+        start, restored = ckpt.restore_latest({"params": like["params"], "opt_state": like["opt_state"]}, replicated)
+    except BaseException:
+        ckpt.close()
+        raise
+    stop = max(stop, start)
+    if start:
         state = {"step": jax.device_put(np.full(like["step"].shape, start, np.int32), replicated), **restored}
     else:
         state = jax.jit(init, out_shardings=replicated)(seeds_array)

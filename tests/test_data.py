@@ -133,7 +133,7 @@ def test_unknown_names_are_value_errors():
         data.open_dataset("minst", "train")
     with pytest.raises(ValueError, match="split of mnist_sample"):
         data.open_dataset("mnist_sample", "train")
-    with pytest.raises(ValueError, match="batch_size must be > 0"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         data.load("mnist_sample", "test", 0)
     with pytest.raises(ValueError, match="no augmentation"):
         data.load("mnist_sample", "test", 10, augment=True)

@@ -4,9 +4,12 @@ One uninterrupted run (``reference``) is the oracle for the others: a run killed
 resumed, a run over 4 devices, and ``train_many`` all reproduce it.
 """
 
+import hashlib
 import json
+import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,35 +103,93 @@ def test_sgd_step_with_momentum_and_weight_decay_matches_numpy():
     np.testing.assert_allclose(u2["fc"]["bias"], -0.1 * 1.9 * g["fc"]["bias"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"learning_rate": 0.0}, "learning_rate must be > 0"),
-    ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
-    ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
-    ({"schedule": "linear"}, "unknown schedule"),
-    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-    ({"num_epochs": 3, "schedule": "step", "decay_epochs": (2, 1)}, "decay_epochs must be increasing"),
-    ({"filter_radius": -0.1}, "filter_radius must be > 0"),
-    ({"num_devices": 0}, "num_devices must be None or an integer >= 1"),
-    ({"warmup_epochs": 1}, r"warmup_epochs must be in \[0, num_epochs=1\)"),
-    ({"dataset": "cifar10"}, r"takes images of shape \(28, 28, 1\), but cifar10 gives \(32, 32, 3\)"),
-    ({"model_overrides": {"depth": 3}}, "has no setting 'depth'"),
-    ({"lr": 0.1}, "unknown config setting 'lr'"),
-    ({"augment": "false"}, "augment must be True or False, got 'false'"),
-    ({"augment": True}, "mnist_sample has no augmentation"),
-    ({"ten_crop_eval": True}, "ten_crop_eval is the ImageNet evaluation; mnist_sample has no crops"),
-    ({"seed": -1}, "seed must be an integer >= 0, got -1"),
-    ({"seed": 1.5}, "seed must be an integer >= 0, got 1.5"),
-    ({"learning_rate": "abc"}, "learning_rate must be a number, got 'abc'"),
-    ({"decay_epochs": 30}, r"decay_epochs must be a tuple of epochs \(integers\), got 30"),
-])
-def test_bad_settings_are_value_errors(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        tiny_config(**overrides)
+def small_model_and_params():
+    model = tiny_config().build_model()
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    return model, jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
 
 
-def test_unknown_config_name():
-    with pytest.raises(ValueError, match="Did you mean 'mnist_cnn'"):
-        configs.get("mnist")
+def bad_config(**overrides):
+    return lambda tmp: tiny_config(**overrides)
+
+
+# (id, callable of a scratch folder holding the plain file "file", what the ValueError must say)
+BAD_INPUTS = [
+    ("configs.learning_rate 0", bad_config(learning_rate=0.0), "learning_rate must be > 0, got 0.0"),
+    ("configs.learning_rate nan", bad_config(learning_rate=float("nan")), "learning_rate must be a finite number, got nan"),
+    ("configs.learning_rate str", bad_config(learning_rate="abc"), "Config.learning_rate must be a float, got str 'abc'"),
+    ("configs.momentum 1", bad_config(momentum=1.0), "momentum must be in [0, 1), got 1.0"),
+    ("configs.optimizer", bad_config(optimizer="rmsprop"), "unknown optimizer 'rmsprop'; expected one of ['sgd', 'adam']"),
+    ("configs.schedule", bad_config(schedule="linear"), "unknown schedule 'linear'; expected one of"),
+    ("configs.batch_size 0", bad_config(batch_size=0), "batch_size must be an integer >= 1, got 0"),
+    ("configs.num_epochs float", bad_config(num_epochs=2.5), "Config.num_epochs must be an int, got float 2.5"),
+    ("configs.log_every_steps str", bad_config(log_every_steps="5"), "Config.log_every_steps must be an int, got str '5'"),
+    ("configs.decay_epochs order", bad_config(num_epochs=3, schedule="step", decay_epochs=(2, 1)),
+     "decay_epochs must be increasing epochs in [warmup_epochs, num_epochs=3), got (2, 1)"),
+    ("configs.decay_epochs int", bad_config(decay_epochs=30), "decay_epochs must be a tuple of epochs (integers), got 30"),
+    ("configs.filter_radius -0.1", bad_config(filter_radius=-0.1), "filter_radius must be > 0, got -0.1"),
+    ("configs.filter_radius str", bad_config(filter_radius="0.1"), "filter_radius must be None or a number, got '0.1'"),
+    ("configs.num_devices 0", bad_config(num_devices=0), "num_devices must be None or an integer >= 1, got 0"),
+    ("configs.max_steps float", bad_config(max_steps=2.5), "max_steps must be None or an integer >= 1, got 2.5"),
+    ("configs.warmup_epochs", bad_config(warmup_epochs=1), "warmup_epochs must be in [0, num_epochs=1), got 1"),
+    ("configs.dataset shape", bad_config(dataset="cifar10"), "takes images of shape (28, 28, 1), but cifar10 gives (32, 32, 3)"),
+    ("configs.model_overrides key", bad_config(model_overrides={"depth": 3}), "has no setting 'depth'"),
+    ("configs.model_overrides int", bad_config(model_overrides=3), "model_overrides must be a dict of build settings"),
+    ("configs.model_edits", bad_config(model_edits={"fc5": 3}), "model_edits must be a dict of layer name to a dict"),
+    ("configs.model_without str", bad_config(model_without="conv1"),
+     "model_without must be a tuple of layer names, e.g. ('conv3', 'relu3'), got 'conv1'"),
+    ("configs.name", bad_config(name=3), "name must be a non-empty string, got 3"),
+    ("configs.unknown setting", bad_config(lr=0.1), "unknown config setting 'lr'"),
+    ("configs.unknown config", lambda tmp: configs.get("mnist"), "unknown config 'mnist'; expected one of"),
+    ("configs.augment str", bad_config(augment="false"), "Config.augment must be a bool, got str 'false'"),
+    ("configs.augment mnist", bad_config(augment=True), "mnist_sample has no augmentation"),
+    ("configs.ten_crop_eval", bad_config(ten_crop_eval=True), "ten_crop_eval is the ImageNet evaluation; mnist_sample"),
+    ("configs.seed -1", bad_config(seed=-1), "seed must be an integer >= 0, got -1"),
+    ("configs.seed float", bad_config(seed=1.5), "Config.seed must be an int, got float 1.5"),
+    ("train.config str", lambda tmp: train.train_and_evaluate("mnist_cnn", tmp / "run"),
+     "config must be a jaxvis.configs.Config (e.g. configs.get('mnist_cnn')), got 'mnist_cnn'"),
+    ("train.workdir file", lambda tmp: train.train_and_evaluate(tiny_config(), tmp / "file"),
+     "workdir must be a folder, but"),
+    ("train.workdir under file", lambda tmp: train.train_and_evaluate(tiny_config(), tmp / "file" / "run"),
+     "workdir must be a folder, but"),
+    ("train.seeds int", lambda tmp: train.train_many(tiny_config(), tmp / "run", 3),
+     "seeds must be distinct integers >= 0, at least one (one model per seed), got 3"),
+    ("train.seeds key", lambda tmp: train.train_many(tiny_config(), tmp / "run", jax.random.key(0)),
+     "seeds must be distinct integers >= 0, at least one (one model per seed), got a "),
+    ("train.seeds repeated", lambda tmp: train.train_many(tiny_config(), tmp / "run", (1, 1)),
+     "seeds must be distinct integers >= 0, at least one (one model per seed), got (1, 1)"),
+    ("train.seeds negative", lambda tmp: train.train_many(tiny_config(), tmp / "run", (0, -1)), "got (0, -1)"),
+    ("train.seeds empty", lambda tmp: train.train_many(tiny_config(), tmp / "run", ()), "at least one"),
+    ("train.strategy", lambda tmp: train.train_many(tiny_config(), tmp / "run", (1, 2), strategy="pmap"),
+     "unknown strategy 'pmap'; expected one of ['vmap', 'unroll', 'map', 'hybrid']"),
+    ("train.checkpoint_card seeds", lambda tmp: train.checkpoint_card(tiny_config(), 3), "seeds must be distinct"),
+    ("train.data_mesh str", lambda tmp: train.data_mesh("1"), "num_devices must be None or an integer >= 1, got '1'"),
+    ("train.data_mesh too many", lambda tmp: train.data_mesh(99), "num_devices must be in [1, "),
+    ("train.make_schedule 0", lambda tmp: train.make_schedule(tiny_config(), 0),
+     "steps_per_epoch must be an integer >= 1, got 0"),
+    ("train.make_optimizer float", lambda tmp: train.make_optimizer(tiny_config(), 2.5),
+     "steps_per_epoch must be an integer >= 1, got 2.5"),
+    ("train.renormalize_filters -1", lambda tmp: train.renormalize_filters({}, -1.0),
+     "radius must be a finite number > 0, got -1.0"),
+    ("train.renormalize_filters key", lambda tmp: train.renormalize_filters({}, jax.random.key(0)),
+     "radius must be a finite number > 0, got a "),
+    ("train.read_metrics missing", lambda tmp: train.read_metrics(tmp), "has no metrics.jsonl"),
+    ("train.read_metrics file", lambda tmp: train.read_metrics(tmp / "file"), "workdir must be a folder, but"),
+    ("train.evaluate list", lambda tmp: train.evaluate(*small_model_and_params(), [1, 2]),
+     "batches must be jaxvis.data.Batches (dataset.batches(size) or data.load(...)), got list"),
+    ("train.evaluate strategy", lambda tmp: train.evaluate(
+        *small_model_and_params(), data.load("mnist_sample", "test", 500), strategy="pmap"),
+     "unknown strategy 'pmap'"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_value_error_naming_expected_and_given(tmp_path, call, message):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ValueError) as info:
+        call(tmp_path)
+    assert message in str(info.value)
+    assert not (tmp_path / "run").exists()  # refused before any work
 
 
 def test_every_shipped_config_is_valid():
@@ -212,6 +273,84 @@ def test_killed_run_resumes_to_the_same_parameters(reference, tmp_path):
     assert [line["step"] for line in read_log(tmp_path)] == [5, 10, 15, 20, 25]  # step 15 logged once
     np.testing.assert_allclose([line["loss"] for line in read_log(tmp_path)],
                                [line["loss"] for line in read_log(ref_dir)], rtol=1e-5)
+
+
+def damage(step_dir: Path, what: str) -> dict[str, str]:
+    """Overwrite the array data or the tree metadata of a step's params; the files' new hashes."""
+    params = step_dir / "params"
+    targets = [p for p in params.rglob("*") if p.is_file() and p.parent.name == "d"] if what == "data" else [
+        params / "_METADATA"]
+    for p in targets:
+        p.write_bytes(b"\x00garbage" * 3)
+    return {str(p.relative_to(step_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(step_dir.rglob("*")) if p.is_file()}
+
+
+def test_damaged_latest_checkpoints_are_set_aside_and_the_run_resumes_before_them(reference, tmp_path, caplog):
+    # the finished reference run's checkpoints are 10, 20 and 25; with 25 and 20 damaged the
+    # rerun resumes from 10 and redoes steps 11-25 exactly
+    ref_dir, ref = reference
+    shutil.copytree(ref_dir, tmp_path, dirs_exist_ok=True)
+    checkpoints = tmp_path / "checkpoints"
+    damaged = {25: damage(checkpoints / "25", "data"), 20: damage(checkpoints / "20", "metadata")}
+    with caplog.at_level(logging.WARNING, logger="jaxvis.checkpoint"):
+        resumed = train.train_and_evaluate(tiny_config(), tmp_path, progress=False)
+    notices = [r.getMessage() for r in caplog.records if r.name == "jaxvis.checkpoint"]
+    assert len(notices) == 2, notices
+    assert f"checkpoint {checkpoints / '25'} is damaged" in notices[0] and "resumes from step 20" in notices[0]
+    assert "kept as 20.damaged, and the run resumes from step 10, the one before it" in notices[1]
+    for step, hashes in damaged.items():  # kept as they were, under another name
+        kept = checkpoints / f"{step}.damaged"
+        assert {str(p.relative_to(kept)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(kept.rglob("*")) if p.is_file()} == hashes
+    assert checkpoint.saved_steps(tmp_path) == [10, 20, 25]
+    assert_trees_close(resumed["params"], ref["params"])
+    assert [line["step"] for line in read_log(tmp_path)] == [5, 10, 15, 20, 25]
+    np.testing.assert_allclose([line["loss"] for line in read_log(tmp_path)],
+                               [line["loss"] for line in read_log(ref_dir)], rtol=1e-5)
+
+
+def test_restore_model_of_a_damaged_latest_step_names_the_latest_good_one(reference, tmp_path):
+    shutil.copytree(reference[0], tmp_path, dirs_exist_ok=True)
+    damage(tmp_path / "checkpoints" / "25", "data")
+    with pytest.raises(ValueError, match=r"(?s)25 is damaged .*The latest step that reads back is 20: "
+                                         r"restore_model\(.*, step=20\)"):
+        checkpoint.restore_model(tmp_path)
+    assert (tmp_path / "checkpoints" / "25").is_dir()  # reading never moves or changes files
+
+
+KILL_IN_EXPORT = """
+import os, signal, sys
+from jaxvis import checkpoint
+source, destination, when = sys.argv[1:]
+save = checkpoint.Checkpointer.save
+def save_then_die(self, step, state):
+    save(self, step, state)  # orbax writes in the background
+    if when == "before the rename":
+        self.manager.wait_until_finished()
+    os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.Checkpointer.save = save_then_die
+checkpoint.export(source, destination, test_accuracy=0.5)
+"""
+
+
+@pytest.mark.parametrize("when", ["while writing", "before the rename"])
+def test_export_killed_midway_leaves_no_destination_and_a_rerun_completes_it(reference, tmp_path, when):
+    ref_dir, _ = reference
+    destination = tmp_path / "export"
+    killed = run_python(KILL_IN_EXPORT, str(ref_dir), str(destination), when)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not destination.exists() and (tmp_path / ".export.partial").is_dir()
+    checkpoint.export(ref_dir, destination, test_accuracy=0.5)  # the same call again
+    checkpoint.export(ref_dir, tmp_path / "uninterrupted", test_accuracy=0.5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "uninterrupted"]  # no partial left
+    (_, params, card), (_, oracle, oracle_card) = (checkpoint.restore_model(tmp_path / d)
+                                                   for d in ("export", "uninterrupted"))
+    assert card == oracle_card and card["step"] == 25 and card["test_accuracy"] == 0.5
+    jax.tree.map(np.testing.assert_array_equal, params, oracle)
+    for d in ("export", "uninterrupted"):
+        assert sorted(p.name for p in (tmp_path / d).iterdir()) == ["25", "card.json"]
+        assert sorted(p.name for p in (tmp_path / d / "25").iterdir() if p.is_dir()) == ["params"]
 
 
 DATA_PARALLEL = """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,6 +72,19 @@ class Config:
     num_devices: int | None = None
 
     def __post_init__(self):
+        _checks.annotated_fields(self)
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.model_overrides, Mapping) or not all(isinstance(k, str) for k in self.model_overrides):
+            raise ValueError(f"model_overrides must be a dict of build settings, e.g. {{'widths': (16, 32)}}, "
+                             f"got {self.model_overrides!r}")
+        if not isinstance(self.model_edits, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, Mapping) for k, v in self.model_edits.items()):
+            raise ValueError(f"model_edits must be a dict of layer name to a dict of settings, e.g. "
+                             f"{{'fc5': {{'features': 512}}}}, got {self.model_edits!r}")
+        if not isinstance(self.model_without, (tuple, list)) or not all(isinstance(n, str) for n in self.model_without):
+            raise ValueError(f"model_without must be a tuple of layer names, e.g. ('conv3', 'relu3'), "
+                             f"got {self.model_without!r}")
         _checks.choice("dataset", self.dataset, data.DATASETS)
         splits = data.DATASETS[self.dataset].splits
         _checks.choice(f"train_split of {self.dataset}", self.train_split, splits)
@@ -80,15 +94,13 @@ class Config:
         for key in ("num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs", "log_every_steps",
                     "checkpoint_every_steps", "keep_checkpoints"):
             _checks.count(key, getattr(self, key))
-        for key in ("augment", "ten_crop_eval"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{key} must be True or False, got {getattr(self, key)!r}")
         _checks.count("seed", self.seed, minimum=0)
+        if self.filter_radius is not None and (isinstance(self.filter_radius, bool)
+                                               or not isinstance(self.filter_radius, (int, float))):
+            raise ValueError(f"filter_radius must be None or a number, got {self.filter_radius!r}")
         for key in ("learning_rate", "momentum", "weight_decay", "decay_factor", "warmup_epochs", "filter_radius"):
-            value = getattr(self, key)
-            if not (value is None and key == "filter_radius") and (
-                    isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"{key} must be a number, got {value!r}")
+            if getattr(self, key) is not None and not math.isfinite(getattr(self, key)):
+                raise ValueError(f"{key} must be a finite number, got {getattr(self, key)!r}")
         if not isinstance(self.decay_epochs, (tuple, list)) or not all(
                 isinstance(e, int) and not isinstance(e, bool) for e in self.decay_epochs):
             raise ValueError(f"decay_epochs must be a tuple of epochs (integers), got {self.decay_epochs!r}")
