@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -99,8 +100,8 @@ def test_resuming_into_another_architecture_is_refused(tmp_path):
     assert snapshot(tmp_path) == before
 
 
-# a failed read can leave a tensorstore callback to orbax's closed event loop: harmless noise
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+# a failed read leaves tensorstore reads that report to orbax's closed event loop: not shown
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("damage", ["data", "metadata"])
 def test_damaged_checkpoint_is_refused_untouched(tmp_path, damage):
     save_small(tmp_path)
@@ -117,12 +118,98 @@ def test_damaged_checkpoint_is_refused_untouched(tmp_path, damage):
     assert snapshot(tmp_path) == before
 
 
-def test_missing_card_or_step(tmp_path):
-    with pytest.raises(ValueError, match="no card.json"):
-        checkpoint.restore_model(tmp_path)
-    save_small(tmp_path)
-    with pytest.raises(ValueError, match=r"no checkpoint for step 3; it has steps \[7\]"):
-        checkpoint.restore_model(tmp_path, step=3)
+def with_card(tmp: Path, text) -> Path:
+    """A copy of the scratch checkpoint whose card.json holds ``text`` (bytes, or an object as JSON)."""
+    copy = tmp / f"copy{len(list(tmp.iterdir()))}"
+    shutil.copytree(tmp / "ckpt", copy)
+    (copy / checkpoint.CARD).write_bytes(text if isinstance(text, bytes) else json.dumps(text).encode())
+    return copy
+
+
+CARD = {"model": "mnist_cnn", "model_overrides": SMALL}
+
+# (id, callable of a scratch folder holding "file" (a plain file) and "ckpt" (a checkpoint of
+# step 7), what the ValueError must say)
+BAD_INPUTS = [
+    ("restore_model step str", lambda tmp: checkpoint.restore_model(tmp / "ckpt", step="7"),
+     "step must be None or an integer >= 0, got '7'"),
+    ("restore_model step negative", lambda tmp: checkpoint.restore_model(tmp / "ckpt", step=-1),
+     "step must be None or an integer >= 0, got -1"),
+    ("restore_model step absent", lambda tmp: checkpoint.restore_model(tmp / "ckpt", step=3),
+     "has no checkpoint for step 3; it has steps [7]"),
+    ("restore_model path int", lambda tmp: checkpoint.restore_model(3),
+     "checkpoint must be a path (str or os.PathLike), got int 3"),
+    ("restore_model path file", lambda tmp: checkpoint.restore_model(tmp / "file"), "checkpoint must be a folder, but"),
+    ("restore_model missing", lambda tmp: checkpoint.restore_model(tmp / "nowhere"),
+     "does not exist: expected a folder with card.json, or a training workdir"),
+    ("restore_model no card", lambda tmp: checkpoint.restore_model(tmp), "is not a jaxvis checkpoint: it has no card.json"),
+    ("card not UTF-8", lambda tmp: checkpoint.restore_model(with_card(tmp, b"\xff\xfe\x00garbage")),
+     "card.json is not a valid JSON file (UnicodeDecodeError"),
+    ("card not JSON", lambda tmp: checkpoint.restore_model(with_card(tmp, b"{model: mnist_cnn")),
+     "card.json is not a valid JSON file (JSONDecodeError"),
+    ("card a list", lambda tmp: checkpoint.restore_model(with_card(tmp, ["mnist_cnn"])),
+     "card.json must be a JSON object with at least a 'model' entry, got list"),
+    ("card without model", lambda tmp: checkpoint.restore_model(with_card(tmp, {"modle": "mnist_cnn"})),
+     "card.json has no 'model' entry (the zoo model to build); its entries are ['modle']"),
+    ("card model int", lambda tmp: checkpoint.restore_model(with_card(tmp, {"model": 3})),
+     "card.json: 'model' must be a zoo model name (a string), got int 3"),
+    ("card overrides list", lambda tmp: checkpoint.restore_model(with_card(tmp, {**CARD, "model_overrides": [4, 8]})),
+     "card.json: 'model_overrides' must be an object of build settings, got list [4, 8]"),
+    ("card edits", lambda tmp: checkpoint.restore_model(with_card(tmp, {**CARD, "model_edits": {"fc5": 12}})),
+     "card.json: 'model_edits' must be an object of layer names to objects of settings, got dict"),
+    ("card without str", lambda tmp: checkpoint.restore_model(with_card(tmp, {**CARD, "model_without": "conv4"})),
+     "card.json: 'model_without' must be a list of layer names, got str 'conv4'"),
+    ("card num_models str", lambda tmp: checkpoint.restore_model(with_card(tmp, {**CARD, "num_models": "2"})),
+     "card.json: 'num_models' must be null or an integer >= 1, got str '2'"),
+    ("card seeds", lambda tmp: checkpoint.restore_model(with_card(tmp, {**CARD, "seeds": 0})),
+     "card.json: 'seeds' must be a list of integers, got int 0"),
+    ("card unknown model", lambda tmp: checkpoint.restore_model(with_card(tmp, {"model": "mnist_cn"})),
+     "card.json describes a model that cannot be built: unknown model 'mnist_cn'"),
+    ("card unknown setting", lambda tmp: checkpoint.restore_model(
+        with_card(tmp, {"model": "mnist_cnn", "model_overrides": {"depth": 3}})),
+     "card.json describes a model that cannot be built: model 'mnist_cnn' has no setting 'depth'"),
+    ("read_card file", lambda tmp: checkpoint.read_card(tmp / "file"), "checkpoint must be a folder, but"),
+    ("model_from_card", lambda tmp: checkpoint.model_from_card({"model": "mnist_cnn", "model_overrides": 3}),
+     "the card: 'model_overrides' must be an object of build settings, got int 3"),
+    ("write_card list", lambda tmp: checkpoint.write_card(tmp / "new", [1]),
+     "the card must be a JSON object with at least a 'model' entry, got list"),
+    ("saved_steps file", lambda tmp: checkpoint.saved_steps(tmp / "file"), "checkpoint must be a folder, but"),
+    ("saved_steps missing", lambda tmp: checkpoint.saved_steps(tmp / "nowhere"),
+     "is neither a training workdir nor a checkpoint directory"),
+    ("Checkpointer keep 0", lambda tmp: checkpoint.Checkpointer(tmp / "new", CARD, keep=0),
+     "keep must be an integer >= 1, got 0"),
+    ("Checkpointer items str", lambda tmp: checkpoint.Checkpointer(tmp / "new", CARD, items="params"),
+     "items must be a tuple of item names such as ('params', 'opt_state'), got 'params'"),
+    ("Checkpointer card", lambda tmp: checkpoint.Checkpointer(tmp / "new", {"modl": "mnist_cnn"}),
+     "the run's card has no 'model' entry"),
+    ("Checkpointer directory file", lambda tmp: checkpoint.Checkpointer(tmp / "file" / "checkpoints", CARD),
+     "checkpoint directory must be a folder, but"),
+    ("Checkpointer another run", lambda tmp: checkpoint.Checkpointer(tmp / "ckpt", {**CARD, "note": "other"}),
+     "holds checkpoints of another run (note: 'test' there, 'other' here)"),
+    ("export destination file", lambda tmp: checkpoint.export(tmp / "ckpt", tmp / "file"),
+     "export destination must be a folder, but"),
+    ("export destination not empty", lambda tmp: checkpoint.export(tmp / "ckpt", tmp / "ckpt"),
+     "is not empty; remove it first"),
+    ("check_export_destination int", lambda tmp: checkpoint.check_export_destination(3),
+     "export destination must be a path (str or os.PathLike), got int 3"),
+]
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bad_inputs")
+    save_small(tmp / "ckpt")
+    (tmp / "file").write_text("not a folder")
+    return tmp
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_value_error_naming_expected_and_given(scratch, call, message):
+    before = snapshot(scratch / "ckpt")
+    with pytest.raises(ValueError) as info:
+        call(scratch)
+    assert message in str(info.value)
+    assert snapshot(scratch / "ckpt") == before and not (scratch / "new").exists()
 
 
 def test_shipped_mnist_model_classifies_the_sample():

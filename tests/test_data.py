@@ -122,21 +122,82 @@ def test_missing_dataset_lists_every_place_searched(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError) as info:
         data.open_dataset("mnist", "train", data_dir=tmp_path)
     message = str(info.value)
+    assert "\n" not in message  # a script ends with it as one line
     for place in (str(tmp_path), str(tmp_path / "mnist"), "tensorflow-datasets", "--data-dir", "JAXVIS_DATA_DIR"):
         assert place in message
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.open_dataset("mnist", "train", data_dir=tmp_path / "nowhere")
 
 
-def test_unknown_names_are_value_errors():
-    with pytest.raises(ValueError, match="Did you mean 'mnist'"):
-        data.open_dataset("minst", "train")
-    with pytest.raises(ValueError, match="split of mnist_sample"):
-        data.open_dataset("mnist_sample", "train")
-    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
-        data.load("mnist_sample", "test", 0)
-    with pytest.raises(ValueError, match="no augmentation"):
-        data.load("mnist_sample", "test", 10, augment=True)
+def sample():
+    return data.open_dataset("mnist_sample", "test")
+
+
+# (id, callable of a scratch folder holding the plain file "file", what the ValueError must say)
+BAD_INPUTS = [
+    ("open_dataset name", lambda tmp: data.open_dataset("minst", "train"),
+     "unknown dataset 'minst'; expected one of ['mnist', 'fashion_mnist', 'cifar10', 'imagenet2012', 'mnist_sample']."
+     " Did you mean 'mnist'?"),
+    ("open_dataset split", lambda tmp: data.open_dataset("mnist_sample", "train"),
+     "unknown split of mnist_sample 'train'; expected one of ['test']"),
+    ("open_dataset data_dir file", lambda tmp: data.open_dataset("mnist", "train", data_dir=tmp / "file"),
+     "data_dir must be a folder, but"),
+    ("open_dataset data_dir int", lambda tmp: data.open_dataset("mnist", "train", data_dir=3),
+     "data_dir must be a path (str or os.PathLike), got int 3"),
+    ("open_dataset image_size", lambda tmp: data.open_dataset("mnist_sample", "test", image_size="64"),
+     "image_size must be None or an integer >= 1, got '64'"),
+    ("open_dataset image_size imagenet", lambda tmp: data.open_dataset("imagenet2012", "train", image_size=64),
+     "image_size resizes datasets held in memory; imagenet2012 is read lazily"),
+    ("load batch_size 0", lambda tmp: data.load("mnist_sample", "test", 0), "batch_size must be an integer >= 1, got 0"),
+    ("load unknown option", lambda tmp: data.load("mnist_sample", "test", 8, shufle_seed=1),
+     "data.load has no setting 'shufle_seed'; its settings are ['epoch', 'skip',"),
+    ("load augment", lambda tmp: data.load("mnist_sample", "test", 10, augment=True),
+     "mnist_sample has no augmentation"),
+    ("batches batch_size float", lambda tmp: sample().batches(2.5), "batch_size must be an integer >= 1, got 2.5"),
+    ("batches batch_size str", lambda tmp: sample().batches("8"), "batch_size must be an integer >= 1, got '8'"),
+    ("batches shard short", lambda tmp: sample().batches(8, shard=(0,)),
+     "shard must be (index, count) with 0 <= index < count and batch_size divisible by count, got shard=(0,)"),
+    ("batches shard float", lambda tmp: sample().batches(8, shard=(0.5, 2)), "got shard=(0.5, 2) with batch_size=8"),
+    ("batches shard indivisible", lambda tmp: sample().batches(9, shard=(0, 2)), "got shard=(0, 2) with batch_size=9"),
+    ("batches epoch negative", lambda tmp: sample().batches(8, shuffle_seed=0, epoch=-1),
+     "epoch must be an integer >= 0, got -1"),
+    ("batches epoch float", lambda tmp: sample().batches(8, epoch=1.5), "epoch must be an integer >= 0, got 1.5"),
+    ("batches shuffle_seed str", lambda tmp: sample().batches(8, shuffle_seed="a"),
+     "shuffle_seed must be None or an integer >= 0, got 'a'"),
+    ("batches skip float", lambda tmp: sample().batches(8, skip=1.5), "skip must be an integer >= 0, got 1.5"),
+    ("batches workers 0", lambda tmp: sample().batches(8, workers=0), "workers must be None or an integer >= 1, got 0"),
+    ("batches prefetch -1", lambda tmp: sample().batches(8, prefetch=-1), "prefetch must be an integer >= 0, got -1"),
+    ("batches ten_crop", lambda tmp: sample().batches(8, ten_crop=True), "ten_crop is the ImageNet evaluation"),
+    ("getitem float", lambda tmp: sample()[1.5], "example of mnist_sample test must be an integer, got float64"),
+    ("getitem out of range", lambda tmp: sample()[1000],
+     "expected 0 <= example of mnist_sample test < 1000, got [1000]"),
+    ("read_idx missing", lambda tmp: data.read_idx(tmp / "nowhere"), "expected an IDX file, but"),
+    ("read_idx folder", lambda tmp: data.read_idx(tmp), "is a folder"),
+    ("resize size float", lambda tmp: data.resize(np.zeros((1, 4, 4, 1), np.uint8), 2.5),
+     "size must be an integer >= 1, got 2.5"),
+    ("resize float images", lambda tmp: data.resize(np.zeros((1, 4, 4, 1)), 2),
+     "resize takes uint8 images (N, H, W, C), got float64 of shape (1, 4, 4, 1)"),
+    ("center_crop larger", lambda tmp: data.center_crop(np.zeros((10, 12, 3)), 11),
+     "expected an HWC image of at least 11x11 to crop, got shape (10, 12, 3)"),
+    ("ten_crops larger", lambda tmp: data.ten_crops(np.zeros((10, 12, 3)), 11), "at least 11x11 to crop"),
+    ("random_crop_flip size 0", lambda tmp: data.random_crop_flip(np.zeros((10, 12, 3)), 0, np.zeros(3)),
+     "crop size must be an integer >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_value_error_naming_expected_and_given(tmp_path, call, message):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ValueError) as info:
+        call(tmp_path)
+    assert message in str(info.value)
+
+
+def test_data_dir_env_var_that_is_a_file_is_named(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "file"))
+    with pytest.raises(ValueError, match=f"JAXVIS_DATA_DIR must be a folder, but {tmp_path / 'file'} is a file"):
+        data.open_dataset("mnist", "train")
 
 
 # --- Order ---------------------------------------------------------------------------------
