@@ -120,6 +120,7 @@ class Inputs:
       names: per image, its file name (photos) or ``#index`` in the split.
       indices_N: the images' indices in the split (photos: 0, 1, ...).
       source: where they came from, for titles (``mnist/test``, ``3 photos``).
+      notes: per photo, what reading it converted (:attr:`jaxvis.images.Photo.note`), or None.
     """
 
     pixels_NHWC: np.ndarray
@@ -127,6 +128,7 @@ class Inputs:
     names: tuple[str, ...]
     indices_N: np.ndarray
     source: str
+    notes: tuple[str | None, ...] = ()
 
 
 def open_inputs(args: argparse.Namespace, model: Model, choose=None) -> Inputs:
@@ -142,7 +144,7 @@ def open_inputs(args: argparse.Namespace, model: Model, choose=None) -> Inputs:
         if model.input_shape[-1] == 1:  # a grey network (MNIST) sees the photos' luminance
             pixels = pixels @ np.asarray([[0.299], [0.587], [0.114]], np.float32)
         names = tuple(Path(p).name for p in photos.paths)
-        return Inputs(pixels, None, names, np.arange(len(names)), f"{len(names)} photo(s)")
+        return Inputs(pixels, None, names, np.arange(len(names)), f"{len(names)} photo(s)", photos.notes)
     images_NHWC, labels = open_examples(args)
     chosen = np.arange(len(labels)) if choose is None else np.asarray(choose(labels))
     return Inputs(images_NHWC[chosen].astype(np.float32) / 255.0, np.asarray(labels)[chosen],
@@ -187,6 +189,13 @@ def photo_records(inputs: Inputs, names, probs_NK, classes_N) -> list[dict]:
              "predicted_prob": round(float(probs_NK[i, p]), 6), "class": int(c), "class_name": names.name(int(c)),
              "class_prob": round(float(probs_NK[i, c]), 6)}
             for i, (name, p, c) in enumerate(zip(inputs.names, predicted, classes_N))]
+
+
+def occluder(image_hw, args_patch: int | None, args_stride: int | None, stride_share: int) -> tuple[int, int]:
+    """An occluder's side and stride, each as given or by default a seventh of the image's
+    shorter side (4 on MNIST's 28, 32 on 224) and ``1 / stride_share`` of the side."""
+    patch = args_patch or max(1, round(min(image_hw) / 7))
+    return patch, args_stride or max(1, patch // stride_share)
 
 
 def open_examples(args: argparse.Namespace, image_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:

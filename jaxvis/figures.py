@@ -25,7 +25,7 @@ from jaxvis.occlusion import OcclusionMaps, sweep
 from jaxvis.plots import deconvnet as deconvnet_plots
 from jaxvis.plots import occlusion as occlusion_plots
 from jaxvis.plots import saliency as saliency_plots
-from jaxvis.project import Select, project, project_strongest
+from jaxvis.project import Select, project_batch, project_strongest
 
 
 def strongest_windows(model: Model, params: Params, x_NHWC, layer: str, channels_N) -> np.ndarray:
@@ -64,8 +64,7 @@ def occlusion_fig7(model: Model, params: Params, x_NHWC, labels_N, maps: Occlusi
     (c): each image's strongest map of ``layer`` (the one panel (b) totals)."""
     projections = None
     if maps.feature_NPQ is not None:
-        one = jax.jit(jax.vmap(lambda x, c: project(model, params, x, layer, Select.strongest(c))))
-        projections = np.asarray(one(np.asarray(x_NHWC), np.asarray(maps.channel_N)))
+        projections = np.asarray(project_batch(model, params, x_NHWC, layer, Select.strongest(maps.channel_N)))
     return occlusion_plots.fig7(model, x_NHWC, labels_N, maps, class_names, projections, layer, fill, target)
 
 

@@ -13,7 +13,8 @@ two controls on the same digits: boxes of the same size centred on a random ink 
 ("random on ink", the paper's random regions of the object) and boxes anywhere ("random
 anywhere", which on a digit's black background often mask nothing). Masks are black.
 Writes ``table.md``, ``table.json`` (every repeat's Delta) and ``parts_<digit>.png`` (the
-masks of the first repeat).
+masks of the first repeat). There is no ``--image``: parts are found from a digit's class
+and its ink, and photos come with neither (the paper masked eyes and noses by hand).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def parse_part(text: str) -> tuple[int, str, tuple[float, float], tuple[float, f
 
 
 def main(argv=None) -> None:
-    parser = cli.parser(__doc__, out="outputs/correspondence", checkpoint="checkpoints/mnist_cnn")
+    parser = cli.parser(__doc__, out="outputs/correspondence", checkpoint="checkpoints/mnist_cnn", photos=False)
     parser.add_argument("--parts", nargs="+", default=list(PARTS), help="DIGIT:NAME:ROW0:ROW1[:COL0:COL1] each")
     parser.add_argument("--box", type=int, nargs=2, default=(8, 8), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--images", type=int, default=5, help="digits per repeat (the paper: 5 dogs)")
@@ -101,7 +102,7 @@ def main(argv=None) -> None:
                 rows[f"{digit}: {name}"][layer]["below_random_on_ink"] = float(np.mean(part < ink))
 
     paths = [out / "table.md", out / "table.json"] + [out / f"parts_{d}.png" for d in shown]
-    lines = [f"Correspondence (Zeiler & Fergus Table 1) of {model.name} ({args.checkpoint}) on {args.dataset}/"
+    lines = [f"Correspondence (Zeiler & Fergus Table 1) of {model.name} ({cli.source(args)}) on {args.dataset}/"
              f"{args.split}: Delta (normalized Hamming distance between the sign patterns of feature changes, "
              f"lower = more consistent), mean ± std over {args.repeats} repeats of {args.images} digits drawn from "
              f"the first {args.pool} of the class; {box_hw[0]}x{box_hw[1]} black masks. In brackets: the fraction "
@@ -113,7 +114,7 @@ def main(argv=None) -> None:
                                                    else "") for c in cells.values()) + " |")
     paths[0].write_text("\n".join(lines) + "\n")
     paths[1].write_text(json.dumps({
-        "checkpoint": args.checkpoint, "model": model.name, "card_test_accuracy": card.get("test_accuracy"),
+        "checkpoint": args.checkpoint, "weights": args.weights, "model": model.name, "card_test_accuracy": card.get("test_accuracy"),
         "dataset": args.dataset, "split": args.split, "parts": args.parts, "box": box_hw, "images": args.images,
         "repeats": args.repeats, "pool": args.pool, "seed": args.seed, "layers": layers, "fill": "black",
         "rows": rows}, indent=1) + "\n")

@@ -26,7 +26,7 @@ from jaxvis.plots import deconvnet
 
 
 def main(argv=None) -> None:
-    parser = cli.parser(__doc__, out="outputs/deconvnet", weights=True)
+    parser = cli.parser(__doc__, out="outputs/deconvnet")
     parser.add_argument("--layer", default="all", help="a layer name, or 'all' (every ReLU and pool layer)")
     parser.add_argument("--limit", type=cli.count, help="use only the first N examples")
     parser.add_argument("--k", type=cli.count, default=9)

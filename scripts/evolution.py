@@ -118,7 +118,8 @@ def snapshots_evolution(model, snapshots, images, maps, batch_size: int, partial
 
 
 def main(argv=None) -> None:
-    parser = cli.parser(__doc__, out="results/evolution", checkpoint="outputs/architecture/zfnet", dataset=None)
+    parser = cli.parser(__doc__, out="results/evolution", checkpoint="outputs/architecture/zfnet", dataset=None,
+                        weights=False)  # it reads every saved step of a training run: one weights file is not one
     parser.add_argument("--split", help="which split to search (default: the run's training split, as in the paper)")
     parser.add_argument("--data-dir", help="where the dataset is (default: $JAXVIS_DATA_DIR, then tfds)")
     parser.add_argument("--limit", type=cli.count, help="search only the first N images")

@@ -8,12 +8,15 @@ For each image (default: the first of each class) and each amount of vertical an
 horizontal translation, scaling and rotation: the distance between the features of the
 transformed and the original image at each ``--layers`` layer (default: the first and
 the last ReLU), divided by the original's norm, and the probability of the true label.
-What comes into view from outside the image is black. Writes ``invariance.png`` and
+What comes into view from outside the image is black. With ``--image`` the photos (the
+first ``--num-images``, or ``--indices``) have no true label: the probability is of the
+predicted class, or of the one ``--class`` names. Writes ``invariance.png`` and
 ``invariance.json`` (every number of the figure, and a summary over images).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -40,7 +43,9 @@ def amount_range(text: str) -> np.ndarray:
 
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out="outputs/invariance", checkpoint="checkpoints/mnist_cnn")
-    parser.add_argument("--indices", type=int, nargs="+", help="images to use (default: the first of each class)")
+    cli.add_class(parser)
+    parser.add_argument("--indices", type=int, nargs="+",
+                        help="images to use (default: the first of each class; photos: the first --num-images)")
     parser.add_argument("--num-images", type=cli.count, default=8, help="without --indices: classes 0, 1, ...")
     parser.add_argument("--layers", nargs="+", help="layers to compare (default: the first and the last ReLU)")
     parser.add_argument("--translate", default="-10:10:1", help="shifts in pixels, START:STOP:STEP")
@@ -51,14 +56,20 @@ def main(argv=None) -> None:
     start = time.time()
 
     model, params, card = cli.open_network(args)
-    images, labels = cli.open_examples(args)
+    names = cli.class_names(args, model, card)
+    inputs = cli.open_inputs(args, model)
+    count = len(inputs.indices_N)
     if args.indices:
         chosen = np.asarray(args.indices)
-        if chosen.min() < 0 or chosen.max() >= len(labels):
-            raise SystemExit(f"--indices must lie in [0, {len(labels)}), got {sorted(set(chosen.tolist()))}")
+        if chosen.min() < 0 or chosen.max() >= count:
+            raise SystemExit(f"--indices must lie in [0, {count}), got {sorted(set(chosen.tolist()))}")
+    elif inputs.labels_N is not None:
+        chosen = cli.first_per_class(inputs.labels_N, 1, model.num_classes)[:args.num_images]
     else:
-        chosen = cli.first_per_class(labels, 1, model.num_classes)[:args.num_images]
-    pixels, y = images[chosen].astype(np.float32) / 255.0, labels[chosen]
+        chosen = np.arange(min(args.num_images, count))
+    pixels, labels = inputs.pixels_NHWC[chosen], None if inputs.labels_N is None else inputs.labels_N[chosen]
+    probs = cli.predict(model, params, model.normalize(pixels))
+    y, target = cli.targets(args, names, labels, probs)
     relus = [layer.name for layer in model.layers if layer.kind == "relu"]
     layers = args.layers or [relus[0], relus[-1]]
     amounts = {"translate_v": amount_range(args.translate), "translate_h": amount_range(args.translate),
@@ -69,25 +80,32 @@ def main(argv=None) -> None:
     for family, a in amounts.items():
         shown = a[np.linspace(0, len(a) - 1, STRIP_POINTS).round().astype(int)]
         strips[family] = (shown, np.asarray(jax.vmap(lambda t: invariance.transform(pixels[0], family, t))(shown)))
-    title = f"{model.name} ({args.checkpoint}): {len(y)} images of {args.dataset}/{args.split}"
-    figure = analysis_plots.invariance_figure(results, layers, [f"{c} (#{i})" for c, i in zip(y, chosen)], strips,
-                                              title=f"{title}; legend: label (index)")
+    title = f"{model.name} ({cli.source(args)}): {len(y)} images of {inputs.source}"
+    curve_labels = [f"{plots.shorten(names.name(c))} ({inputs.names[i]})" for c, i in zip(y, chosen)]
+    figure = analysis_plots.invariance_figure(results, layers, curve_labels, strips,
+                                              title=f"{title}; legend: {target} (image)", target=target)
     paths = [out / "invariance.png", out / "invariance.json"]
     plots.save(figure, paths[0])
+    hit = "correct" if target == "true class" else "predicts_the_class"
 
     def per_family(r: invariance.Invariance) -> dict:
         mean = lambda v: np.round(v.mean(axis=0), 5).tolist()
         return {"amounts": r.amounts.tolist(),
                 "mean_over_images": {**{f"relative_{l}": mean(r.relative[l]) for l in layers},
-                                     "true_prob": mean(r.true_prob), "correct": mean(r.predicted == y[:, None])},
+                                     "true_prob": mean(r.true_prob), hit: mean(r.predicted == y[:, None])},
                 "per_image": {**{f"distance_{l}": np.round(r.distance[l], 5).tolist() for l in layers},
                               **{f"relative_{l}": np.round(r.relative[l], 5).tolist() for l in layers},
                               "true_prob": np.round(r.true_prob, 5).tolist(), "predicted": r.predicted.tolist()}}
 
-    paths[1].write_text(json.dumps({
-        "checkpoint": args.checkpoint, "model": model.name, "card_test_accuracy": card.get("test_accuracy"),
-        "dataset": args.dataset, "split": args.split, "indices": chosen.tolist(), "labels": y.tolist(),
-        "layers": layers, "fill": 0.0, "families": {f: per_family(r) for f, r in results.items()}}, indent=1) + "\n")
+    report = {"checkpoint": args.checkpoint, "weights": args.weights, "model": model.name,
+              "card_test_accuracy": card.get("test_accuracy"), "class": target}
+    if args.image:  # no true labels: "true_prob" is the probability of the class explained
+        photos = dataclasses.replace(inputs, names=tuple(inputs.names[i] for i in chosen))
+        report |= {"indices": chosen.tolist(), "photos": cli.photo_records(photos, names, probs, y)}
+    else:
+        report |= {"dataset": args.dataset, "split": args.split, "indices": chosen.tolist(), "labels": y.tolist()}
+    report |= {"layers": layers, "fill": 0.0, "families": {f: per_family(r) for f, r in results.items()}}
+    paths[1].write_text(json.dumps(report, indent=1) + "\n")
     cli.report(paths)
     print(f"done in {time.time() - start:.0f} s")
 

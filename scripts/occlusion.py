@@ -103,13 +103,6 @@ def read_maps(shard: Path, count: int, score: str) -> tuple[occlusion.OcclusionM
             f["label"][:count]
 
 
-def default_patch(image_hw) -> tuple[int, int]:
-    """The occluder and stride when not given: a seventh of the image's shorter side (4 on
-    MNIST's 28, 32 on 224), and a quarter of that (1 on MNIST, 8 on 224)."""
-    patch = max(1, round(min(image_hw) / 7))
-    return patch, max(1, patch // 4)
-
-
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out=None, checkpoint="checkpoints/mnist_cnn", dataset="mnist")
     parser.add_argument("--patch", type=cli.count, help="occluder side (default: a seventh of the image: 4 on 28x28, "
@@ -134,7 +127,7 @@ def main(argv=None) -> None:
     model, params, _ = cli.open_network(args)
     names = cli.class_names(args, model)
     hw = model.input_shape[:2]
-    args.patch, args.stride = args.patch or default_patch(hw)[0], args.stride or default_patch(hw)[1]
+    args.patch, args.stride = cli.occluder(hw, args.patch, args.stride, 4)
     args.layer = {"auto": figures.last_spatial_relu(model), "none": None}.get(args.layer, args.layer)
     settings = {k: getattr(args, k) for k in SETTINGS if not (args.image and k in ("dataset", "split"))}
     settings |= {k: getattr(args, k) for k in ("weights", "model", "preset", "input_size", "image", "target")

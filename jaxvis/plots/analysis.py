@@ -3,8 +3,8 @@ parts masked for correspondence (Table 1).
 
 Fig. 5 has a row per transform family: a strip of one image transformed, then for each
 chosen layer the distance between the features of the transformed and the original
-image (relative to the original's norm), then the probability of the true label; one
-curve per image.
+image (relative to the original's norm), then the probability of the true label (of the
+predicted class, for photos); one curve per image.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ AXIS_LABELS = {"translate_v": "vertical shift (pixels, + down)", "translate_h": 
 
 def invariance_figure(results: Mapping[str, Invariance], layers: Sequence[str], curve_labels: Sequence[str],
                       strips: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                      title: str | None = None) -> Figure:
+                      title: str | None = None, target: str = "true label") -> Figure:
     """Fig. 5 from :func:`jaxvis.analysis.invariance.measure`'s results.
 
     Args:
@@ -34,13 +34,14 @@ def invariance_figure(results: Mapping[str, Invariance], layers: Sequence[str], 
       curve_labels: the legend's name of each of the N images.
       strips: family -> ``(amounts_K, pixels_KHWC)``: one image at a few amounts, drawn
         as the first column.
+      target: what the last column's probability is of ("true label", "predicted class").
     """
     lead = 1 if strips else 0
     cols = lead + len(layers) + 1
     widths = [1.7] * lead + [1.0] * (cols - lead)
     fig = Figure(figsize=(3.1 * sum(widths), 2.5 * len(results) + 0.6))
     axes = fig.subplots(len(results), cols, squeeze=False, gridspec_kw={"width_ratios": widths})
-    colours = [f"C{i % 10}" for i in range(len(curve_labels))]
+    colours = plots.palette(len(curve_labels))
     for row, (family, result) in enumerate(results.items()):
         if strips:
             amounts_K, pixels_KHWC = strips[family]
@@ -52,7 +53,7 @@ def invariance_figure(results: Mapping[str, Invariance], layers: Sequence[str], 
             ax.set_xticklabels([f"{a:g}" for a in amounts_K], fontsize=7)
             ax.set_xlabel(AXIS_LABELS[family], fontsize=8)
         panels = [(f"{layer}: distance / |original|", result.relative[layer]) for layer in layers]
-        panels.append(("p(true label)", result.true_prob))
+        panels.append((f"p({target})", result.true_prob))
         for col, (name, values_NA) in enumerate(panels, start=lead):
             ax = axes[row, col]
             for i, curve in enumerate(np.asarray(values_NA)):
