@@ -156,13 +156,13 @@ def annotated_fields(obj) -> None:
                              f"{kind.__name__}, got {type(value).__name__} {value!r}")
 
 
-def number(what: str, value, low: float = -np.inf, high: float = np.inf) -> None:
-    """Raise unless ``value`` is a finite real number (not a bool) in ``[low, high]``;
-    traced values pass."""
+def number(what: str, value, low: float = -np.inf, high: float = np.inf, above: bool = False) -> None:
+    """Raise unless ``value`` is a finite real number (not a bool) in ``[low, high]``
+    (``(low, high]`` if ``above``); traced values pass."""
     if isinstance(value, jax.core.Tracer):
         return
     real = not isinstance(value, (bool, np.bool_)) and np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
-    if not (real and np.isfinite(value) and low <= value <= high):
-        bounds = "" if (low, high) == (-np.inf, np.inf) else f" >= {low:g}" if high == np.inf else \
-            f" <= {high:g}" if low == -np.inf else f" in [{low:g}, {high:g}]"
-        raise ValueError(f"{what} must be a finite number{bounds}, got {type(value).__name__} {value!r}")
+    if not (real and np.isfinite(value) and (value > low if above else value >= low) and value <= high):
+        bounds = [f"{'>' if above else '>='} {low:g}"] * (low > -np.inf) + [f"<= {high:g}"] * (high < np.inf)
+        raise ValueError(f"{what} must be a finite number{' ' if bounds else ''}{' and '.join(bounds)}, "
+                         f"got {type(value).__name__} {value!r}")

@@ -19,9 +19,10 @@ weight and bound in :class:`Settings` means what it means in the papers, for any
 normalization. Results come back as normalized inputs ``x``; ``model.denormalize`` adds
 the mean back for display.
 
-All items of a run (classes, or images to invert) are optimized in one vmapped, jitted
-program. An item whose loss or image stops being finite is frozen at its last finite
-image; a warning names the item and the step.
+All items of a run (classes, or images to invert) are optimized in vmapped, jitted
+calls of as many items as fit a memory budget (:func:`item_bytes` estimates one item's
+working set). An item whose loss or image stops being finite is frozen at its last
+finite image; a warning names the item and the step.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import optax
 
 from jaxvis import _checks
 from jaxvis.models import Model, Params
+from jaxvis.project import backward_bytes
 
 SCHEDULES = ("constant", "ramp", "steps")
 PIXEL_SCALE = 255.0
@@ -87,6 +89,10 @@ class Settings:
     clip_pixels: bool = False
 
     def __post_init__(self):
+        _checks.annotated_fields(self)
+        for field in dataclasses.fields(self):
+            if field.type == "float":
+                _checks.finite(getattr(self, field.name), field.name)
         _checks.count("steps", self.steps)
         _checks.positive("learning_rate", self.learning_rate)
         _checks.choice("schedule", self.schedule, SCHEDULES)
@@ -101,6 +107,9 @@ class Settings:
                 raise ValueError(f"{name} must be in [0, 100], got {getattr(self, name)!r}")
         if self.alpha < 1 or self.beta < 1:
             raise ValueError(f"alpha and beta must be >= 1, got alpha={self.alpha!r}, beta={self.beta!r}")
+        if (self.blur_width > 0) != (self.blur_every > 0):
+            raise ValueError(f"blur_width > 0 and blur_every >= 1 go together (a blur needs both), got "
+                             f"blur_width={self.blur_width!r}, blur_every={self.blur_every!r}")
 
     def learning_rates(self) -> np.ndarray:
         """The step size at each of the ``steps`` steps."""
@@ -139,6 +148,9 @@ def settings(preset: str | Settings, **overrides) -> Settings:
     if isinstance(preset, str):
         _checks.choice("preset", preset, PRESETS)
         preset = PRESETS[preset]
+    if not isinstance(preset, Settings):
+        raise ValueError(f"preset must be a name in {list(PRESETS)} or Settings, got {type(preset).__name__} {preset!r}")
+    _checks.keywords("Settings", overrides, [f.name for f in dataclasses.fields(Settings)])
     return dataclasses.replace(preset, **overrides)
 
 
@@ -152,6 +164,10 @@ class ClassScore:
 
     model: Model
 
+    def __post_init__(self):
+        if not isinstance(self.model, Model):
+            raise ValueError(f"ClassScore needs a Model, got {type(self.model).__name__}")
+
     def __call__(self, params: Params, x_HWC, target) -> jax.Array:
         return -self.model.apply(params, x_HWC[None])[0][0, target]
 
@@ -164,6 +180,11 @@ class FeatureMatch:
     model: Model
     layer: str
 
+    def __post_init__(self):
+        if not isinstance(self.model, Model):
+            raise ValueError(f"FeatureMatch needs a Model, got {type(self.model).__name__}")
+        self.model.check_layer(self.layer)
+
     def __call__(self, params: Params, x_HWC, target) -> jax.Array:
         features = self.model.apply(params, x_HWC[None], until=self.layer)[0][0]
         return jnp.sum(jnp.square(features - target)) / jnp.sum(jnp.square(target))
@@ -173,8 +194,15 @@ class FeatureMatch:
 # Regularizers, each on one image u_HWC in paper units
 
 
+def _one_image(what: str, u_HWC) -> None:
+    if np.ndim(u_HWC) != 3:
+        raise ValueError(f"{what} must be one image (H, W, C), got shape {np.shape(u_HWC)}")
+
+
 def alpha_norm(u_HWC, alpha: float) -> jax.Array:
     """``sum |u / B|^alpha / (H W)``."""
+    _one_image("u_HWC", u_HWC)
+    _checks.number("alpha", alpha, 1.0)
     h, w, _ = u_HWC.shape
     return jnp.sum(jnp.abs(u_HWC / ALPHA_BOUND) ** alpha) / (h * w)
 
@@ -182,6 +210,8 @@ def alpha_norm(u_HWC, alpha: float) -> jax.Array:
 def total_variation(u_HWC, beta: float) -> jax.Array:
     """``sum_ij ((u[i,j+1]-u[i,j])^2 + (u[i+1,j]-u[i,j])^2)^(beta/2) / (H W V^beta)``
     over the pixels that have both neighbours; the power's gradient at 0 is taken as 0."""
+    _one_image("u_HWC", u_HWC)
+    _checks.number("beta", beta, 1.0)
     h, w, _ = u_HWC.shape
     right = u_HWC[:-1, 1:] - u_HWC[:-1, :-1]
     down = u_HWC[1:, :-1] - u_HWC[:-1, :-1]
@@ -193,6 +223,7 @@ def total_variation(u_HWC, beta: float) -> jax.Array:
 
 def gaussian_kernel(width: float) -> np.ndarray:
     """A normalized 1-D Gaussian of standard deviation ``width``, radius ``ceil(3 width)``."""
+    _checks.number("blur width", width, 0.0, above=True)
     radius = max(1, math.ceil(3 * width))
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / width) ** 2)
     return (taps / taps.sum()).astype(np.float32)
@@ -200,6 +231,7 @@ def gaussian_kernel(width: float) -> np.ndarray:
 
 def blur(u_HWC, width: float) -> jax.Array:
     """Separable Gaussian blur per channel; pixels outside the image count as 0 (the mean)."""
+    _one_image("u_HWC", u_HWC)
     kernel = gaussian_kernel(width)
     radius = len(kernel) // 2
     h, w, _ = u_HWC.shape
@@ -211,12 +243,23 @@ def blur(u_HWC, width: float) -> jax.Array:
 
 def clip_below_percentile(u_HWC, strength_HW, percentile: float) -> jax.Array:
     """Zero the pixels (all channels) whose ``strength`` is below its ``percentile``."""
+    _one_image("u_HWC", u_HWC)
+    if np.shape(strength_HW) != np.shape(u_HWC)[:2]:
+        raise ValueError(f"strength_HW must have the image's shape {np.shape(u_HWC)[:2]}, got {np.shape(strength_HW)}")
+    _checks.number("percentile", percentile, 0.0, 100.0)
     keep_HW1 = (strength_HW >= jnp.percentile(strength_HW, percentile))[..., None]
     return jnp.where(keep_HW1, u_HWC, 0.0)
 
 
+def _settings(s) -> None:
+    if not isinstance(s, Settings):
+        raise ValueError(f"s must be Settings (see synthesis.settings), got {type(s).__name__}")
+
+
 def penalty(s: Settings, u_HWC) -> jax.Array:
     """The differentiable regularizers of ``s`` at one image."""
+    _settings(s)
+    _one_image("u_HWC", u_HWC)
     total = s.l2 * jnp.sum(jnp.square(u_HWC))
     if s.alpha_weight:
         total += s.alpha_weight * alpha_norm(u_HWC, s.alpha)
@@ -227,6 +270,10 @@ def penalty(s: Settings, u_HWC) -> jax.Array:
 
 def project(s: Settings, u_HWC, grad_HWC, step, low_11C, high_11C) -> jax.Array:
     """Yosinski et al.'s regularization ``r``, after each step, in their order."""
+    _settings(s)
+    _one_image("u_HWC", u_HWC)
+    if np.shape(grad_HWC) != np.shape(u_HWC):
+        raise ValueError(f"grad_HWC must have the image's shape {np.shape(u_HWC)}, got {np.shape(grad_HWC)}")
     if s.decay:
         u_HWC = (1.0 - s.decay) * u_HWC
     if s.blur_width and s.blur_every:
@@ -267,23 +314,69 @@ def paper_scale(model: Model) -> jax.Array:
     return PIXEL_SCALE * jnp.asarray(model.std, jnp.float32).reshape(1, 1, -1)
 
 
-def optimize(objective, params: Params, x0_NHWC, targets, s: Settings, key: jax.Array | None = None) -> Synthesis:
-    """Minimize ``objective(params, x_HWC, target) + penalties`` for each item, in one program.
+def item_bytes(model: Model, layer: str | None = None) -> int:
+    """Bytes that one item of :func:`optimize` holds at its peak (float32): a forward and
+    backward pass through ``model`` up to ``layer`` (:func:`jaxvis.project.backward_bytes`)
+    and the loop's image, velocity, gradient and update."""
+    return backward_bytes(model, layer) + 4 * 4 * math.prod(model.input_shape)
+
+
+def items_per_call(model: Model, memory_budget: float, layer: str | None = None) -> int:
+    """How many items of :func:`optimize` one call may hold within ``memory_budget`` bytes."""
+    _checks.number("memory_budget", memory_budget, 0.0)
+    per_item = item_bytes(model, layer)
+    if memory_budget < per_item:
+        raise ValueError(f"memory_budget must hold at least one item's working set, about {per_item:.3g} bytes "
+                         f"(a forward and backward pass through {model.name}); got {memory_budget:.3g}")
+    return int(memory_budget // per_item)
+
+
+def optimize(objective, params: Params, x0_NHWC, targets, s: Settings, key: jax.Array | None = None,
+             chunk: int | None = None) -> Synthesis:
+    """Minimize ``objective(params, x_HWC, target) + penalties`` for each item.
 
     Args:
       objective: a hashable callable, e.g. :class:`ClassScore` or :class:`FeatureMatch`,
         with a ``model`` field.
       params: the network's parameters.
-      x0_NHWC: the starting images, normalized.
+      x0_NHWC: the starting images, normalized, at least one.
       targets: one target per item (a pytree with a leading axis of size N).
       s: the loop and its regularizers.
-      key: draws the jitter (default ``jax.random.key(0)``).
+      key: draws the jitter (default ``jax.random.key(0)``); each item gets its own key,
+        whatever the chunking.
+      chunk: items per compiled call (default all); calls have one size, the last one
+        padded, so they compile once.
     """
-    model = objective.model
+    model = getattr(objective, "model", None)
+    if not isinstance(model, Model):
+        raise ValueError(f"objective must have a model field holding a Model (e.g. ClassScore(model)), got "
+                         f"{type(objective).__name__} with model {type(model).__name__}")
     _checks.images(x0_NHWC, model.input_shape, what="starting images")
+    n = np.shape(x0_NHWC)[0]
+    if not n:
+        raise ValueError(f"starting images must hold at least one image, got shape {np.shape(x0_NHWC)}")
+    for path, leaf in jax.tree_util.tree_flatten_with_path(targets)[0]:
+        if np.ndim(leaf) < 1 or np.shape(leaf)[0] != n:
+            raise ValueError(f"targets{jax.tree_util.keystr(path)} must have a leading axis of {n}, one per item, "
+                             f"got shape {np.shape(leaf)}")
+        _checks.finite(leaf, f"targets{jax.tree_util.keystr(path)}")
+    _settings(s)
     key = jax.random.key(0) if key is None else key
-    run = _optimize(objective, s, params, jnp.asarray(x0_NHWC, jnp.float32), targets,
-                    jnp.asarray(s.learning_rates()), key)
+    _checks.prng_key("key", key)
+    _checks.count("chunk", chunk, optional=True)
+    item_keys = jax.random.split(key, n)
+    learning_rates = jnp.asarray(s.learning_rates())
+    calls = -(-n // (chunk or n))
+    size = -(-n // calls)
+    parts = []
+    for start in range(0, n, size):
+        ids = np.arange(start, min(start + size, n))
+        padded = np.concatenate([ids, np.repeat(ids[-1:], size - len(ids))])
+        part = _optimize(objective, s, params, jnp.asarray(x0_NHWC, jnp.float32)[padded],
+                         jax.tree.map(lambda t: jnp.asarray(t)[padded], targets), learning_rates, item_keys[padded])
+        parts.append(Synthesis(part.images[:len(ids)], part.losses[:, :len(ids)], part.stopped_at[:len(ids)]))
+    run = Synthesis(jnp.concatenate([p.images for p in parts]), jnp.concatenate([p.losses for p in parts], axis=1),
+                    jnp.concatenate([p.stopped_at for p in parts]))
     for item, step in enumerate(np.asarray(run.stopped_at)):
         if step >= 0:
             warnings.warn(f"item {item}: the loss or the image became NaN or infinite at step {step} of {s.steps}; "
@@ -293,7 +386,7 @@ def optimize(objective, params: Params, x0_NHWC, targets, s: Settings, key: jax.
 
 
 @functools.partial(jax.jit, static_argnames=("objective", "s"))
-def _optimize(objective, s: Settings, params, x0_NHWC, targets, learning_rates_S, key) -> Synthesis:
+def _optimize(objective, s: Settings, params, x0_NHWC, targets, learning_rates_S, item_keys) -> Synthesis:
     model = objective.model
     scale_11C = paper_scale(model)
     low_11C = PIXEL_SCALE * (0.0 - jnp.asarray(model.mean, jnp.float32).reshape(1, 1, -1))
@@ -317,7 +410,6 @@ def _optimize(objective, s: Settings, params, x0_NHWC, targets, learning_rates_S
                 jnp.where(advance, value, jnp.nan))
 
     n = x0_NHWC.shape[0]
-    item_keys = jax.random.split(key, n)
     batched_step = jax.vmap(item_step, in_axes=(0, 0, 0, 0, None, None, 0))
 
     def body(carry, inputs):
@@ -337,45 +429,75 @@ def _optimize(objective, s: Settings, params, x0_NHWC, targets, learning_rates_S
 # Class models and inversion
 
 
+def _start_noise(what: str, init_std, key) -> jax.Array:
+    """``key``, checked (default ``jax.random.key(0)``), after checking ``init_std``."""
+    _checks.number("init_std", init_std, 0.0)
+    key = jax.random.key(0) if key is None else key
+    _checks.prng_key(what, key)
+    return key
+
+
+@functools.partial(jax.jit, static_argnames=("model", "until"))
+def _outputs(model: Model, params: Params, x_NHWC, until: str | None = None) -> jax.Array:
+    """The output of ``until`` (default: the logits) without the rest of the trace."""
+    return model.apply(params, x_NHWC, until=until)[0]
+
+
 def class_models(model: Model, params: Params, classes=None, preset: str | Settings = "simonyan",
-                 key: jax.Array | None = None, init_std: float = 0.0, **overrides) -> tuple[Synthesis, jax.Array]:
-    """One image per class that the network scores highly, all classes in one program.
+                 key: jax.Array | None = None, init_std: float = 0.0, memory_budget: float = 2e9,
+                 **overrides) -> tuple[Synthesis, jax.Array]:
+    """One image per class that the network scores highly, in as few calls as fit the budget.
 
     Starts from the zero image (the mean: Simonyan et al. trained on zero-centred data),
     plus Gaussian noise of standard deviation ``init_std`` (paper units) if given: a
     network whose first ReLUs are all off at the mean image has a zero gradient there.
 
     Args:
-      classes: class indices, default all ``model.num_classes``.
+      classes: a list of class indices, default all ``model.num_classes``.
       preset: a name in :data:`PRESETS` (``simonyan``, ``yosinski1`` ... ``yosinski4``)
         or :class:`Settings`; ``overrides`` replace some of its fields (``l2=...``).
       key: draws the starting noise and the jitter (default ``jax.random.key(0)``).
+      memory_budget: bytes one compiled call may use; the classes are split into calls of
+        ``memory_budget // item_bytes(model)`` classes (the same images as one call).
 
     Returns:
       The :class:`Synthesis` and each image's softmax probability of its class.
     """
     s = settings(preset, **overrides)
-    classes = np.arange(model.num_classes) if classes is None else np.atleast_1d(np.asarray(classes))
+    if classes is None:
+        classes = np.arange(model.num_classes)
+    else:
+        given = classes
+        classes = np.asarray(list(classes) if isinstance(classes, range) else classes)
+        if classes.ndim > 1:
+            raise ValueError(f"classes must be a class index or a list of them, got shape {classes.shape}")
+        classes = np.atleast_1d(classes)
+        if not classes.size:
+            raise ValueError(f"classes must hold at least one class, got an empty {type(given).__name__}")
     _checks.index("class", classes, model.num_classes)
-    _checks.positive("init_std", init_std, strict=False)
-    init_key, loop_key = jax.random.split(jax.random.key(0) if key is None else key)
+    key = _start_noise("key", init_std, key)
+    chunk = items_per_call(model, memory_budget)
+    init_key, loop_key = jax.random.split(key)
     x0 = init_std * jax.random.normal(init_key, (len(classes), *model.input_shape)) / paper_scale(model)[None]
-    run = optimize(ClassScore(model), params, x0, jnp.asarray(classes, jnp.int32), s, loop_key)
+    run = optimize(ClassScore(model), params, x0, jnp.asarray(classes, jnp.int32), s, loop_key, chunk=chunk)
     unmoved = np.flatnonzero(np.all(np.asarray(run.images == x0).reshape(len(classes), -1), axis=1))
     if unmoved.size:
         warnings.warn(f"classes {classes[unmoved].tolist()}: the image never changed; the score's gradient is "
                       "zero at the start (all first-layer ReLUs off?): start from noise with init_std > 0",
                       RuntimeWarning, stacklevel=2)
-    probs_NK = jax.nn.softmax(jax.jit(model.apply)(params, run.images)[0])
-    return run, probs_NK[jnp.arange(len(classes)), classes]
+    logits_NK = jnp.concatenate([_outputs(model, params, run.images[i:i + chunk])
+                                 for i in range(0, len(classes), chunk)])
+    return run, jax.nn.softmax(logits_NK)[jnp.arange(len(classes)), classes]
 
 
 def invert(model: Model, params: Params, x_NHWC, layer: str, preset: str | Settings = "mahendran",
-           key: jax.Array | None = None, init_std: float = 1.0, **overrides) -> tuple[Synthesis, jax.Array]:
+           key: jax.Array | None = None, init_std: float = 1.0, memory_budget: float = 2e9,
+           **overrides) -> tuple[Synthesis, jax.Array]:
     """Reconstruct each image from its code at ``layer`` (Mahendran & Vedaldi).
 
     Starts from Gaussian noise of standard deviation ``init_std`` (paper units) drawn
-    from ``key``.
+    from ``key``. ``memory_budget``: bytes one compiled call may use, as in
+    :func:`class_models`.
 
     Returns:
       The :class:`Synthesis` and the relative feature error ``||Phi(x) - Phi_0|| / ||Phi_0||``
@@ -383,17 +505,32 @@ def invert(model: Model, params: Params, x_NHWC, layer: str, preset: str | Setti
     """
     s = settings(preset, **overrides)
     _checks.images(x_NHWC, model.input_shape)
+    if not np.shape(x_NHWC)[0]:
+        raise ValueError(f"images must hold at least one image to invert, got shape {np.shape(x_NHWC)}")
     model.check_layer(layer)
-    key = jax.random.key(0) if key is None else key
+    key = _start_noise("key", init_std, key)
+    chunk = items_per_call(model, memory_budget, layer)
     init_key, loop_key = jax.random.split(key)
-    targets = jax.jit(model.apply, static_argnames="until")(params, x_NHWC, until=layer)[0]
-    x0 = init_std * jax.random.normal(init_key, x_NHWC.shape) / paper_scale(model)[None]
-    run = optimize(FeatureMatch(model, layer), params, x0, targets, s, loop_key)
+    targets = _outputs(model, params, x_NHWC, layer)
+    zero = np.flatnonzero(~np.any(np.asarray(targets).reshape(len(targets), -1) != 0, axis=1))
+    if zero.size:
+        raise ValueError(f"images {zero[:5].tolist()} have an all-zero code at layer {layer!r}: the relative "
+                         "feature error is undefined there (expected a code with some non-zero feature)")
+    x0 = init_std * jax.random.normal(init_key, np.shape(x_NHWC)) / paper_scale(model)[None]
+    run = optimize(FeatureMatch(model, layer), params, x0, targets, s, loop_key, chunk=chunk)
     return run, feature_error(model, params, run.images, targets, layer)
 
 
 def feature_error(model: Model, params: Params, x_NHWC, targets, layer: str) -> jax.Array:
-    """``||Phi(x) - Phi_0|| / ||Phi_0||`` per image at ``layer``."""
-    features = jax.jit(model.apply, static_argnames="until")(params, x_NHWC, until=layer)[0]
+    """``||Phi(x) - Phi_0|| / ||Phi_0||`` per image at ``layer``; ``targets`` is ``Phi_0``,
+    shape ``(N, *model.shapes[layer])``."""
+    _checks.images(x_NHWC, model.input_shape)
+    model.check_layer(layer)
+    expected = (np.shape(x_NHWC)[0], *model.shapes[layer])
+    if tuple(np.shape(targets)) != expected:
+        raise ValueError(f"targets must be layer {layer!r}'s output for each image, shape {expected}, "
+                         f"got {tuple(np.shape(targets))}")
+    _checks.finite(targets, "targets")
+    features = _outputs(model, params, x_NHWC, layer)
     axes = tuple(range(1, features.ndim))
     return jnp.sqrt(jnp.sum(jnp.square(features - targets), axes) / jnp.sum(jnp.square(targets), axes))

@@ -1,5 +1,7 @@
 """Streaming top-k against brute force; cropped projections against full-image ones."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -80,18 +82,6 @@ def test_receptive_field_crop_windows_hand_computed(setup):
     assert small.input_shape == (10, 10, 1) and small.shapes["relu3"][:2] == (1, 1)
 
 
-def test_bad_requests_are_rejected(setup):
-    model, params, images, _ = setup
-    with pytest.raises(ValueError, match=r"fc5.*no spatial maps"):
-        topk.top_k(model, params, [images], "fc5")
-    with pytest.raises(ValueError, match=r"k=40 is larger than the 37 positions of layer 'pool2'"):
-        topk.top_k(model, params, [images], "pool2", k=40, one_per_image=True)
-    with pytest.raises(ValueError, match=r"empty dataset"):
-        topk.top_k(model, params, [], "pool2")
-    with pytest.raises(ValueError, match=r"1 channels"):
-        topk.top_k(model, params, [np.zeros((2, 28, 28, 3), np.float32)], "pool2")
-
-
 @pytest.mark.parametrize("layer", ["pool1", "relu2"])
 def test_border_windows_are_exact_with_strides_and_ceil_pooling(layer):
     # zfnet's stride-2 conv1 and conv2 and ceil-mode pools; 71 leaves H - S odd multiples
@@ -142,3 +132,136 @@ def test_chunks_pad_only_the_last_call_a_little():
     assert [len(padded) for _, padded in topk._chunks(np.arange(70), 256)] == [80]
     groups = np.arange(14).reshape(7, 2)
     assert [padded.shape for _, padded in topk._chunks(groups, 4)] == [(4, 2), (3, 2)]
+
+
+def test_top_k_records_what_it_saw_and_stays_a_pytree(setup):
+    model, params, images, _ = setup
+    tops = topk.top_k(model, params, [images[:20], images[20:]], ["relu2", "pool2"], k=3)
+    top = tops["pool2"]
+    assert (top.layer, top.model, top.input_shape, top.num_images) == ("pool2", "mnist_cnn", (28, 28, 1), 37)
+    assert tops["relu2"].layer == "relu2"
+    assert len(jax.tree.leaves(top)) == 4  # the arrays; the record is static metadata
+    doubled = jax.jit(lambda t: jax.tree.map(lambda a: 2 * a, t))(top)
+    assert (doubled.layer, doubled.num_images) == ("pool2", 37)
+    np.testing.assert_array_equal(doubled.row, 2 * np.asarray(top.row))
+    rows = jax.vmap(lambda t: t.row.sum())(top)  # vmap over maps keeps the record
+    np.testing.assert_array_equal(rows, np.asarray(top.row).sum(1))
+
+
+@pytest.fixture(scope="module")
+def bad(setup):
+    model, params, images, _ = setup
+    images = images[:10]
+    other = models.build("mnist_cnn", widths=(8, 8), hidden=16, input_shape=(32, 32, 1))
+    return dict(m=model, p=params, images=images, x=np.asarray(model.normalize(images)),
+                relu3=topk.top_k(model, params, [images], "relu3", k=2),
+                zfnet=dataclasses.replace(topk.top_k(model, params, [images], "relu3", k=2), model="zfnet"),
+                other=topk.top_k(other, other.init(jax.random.key(0)), [np.zeros((10, 32, 32, 1), np.uint8)], "relu3",
+                                 k=2))
+
+
+def project_top(b, images=None, top="relu3", layer="relu3", **kwargs):
+    top = b[top] if isinstance(top, str) else top
+    return topk.project_top_k(b["m"], b["p"], b["images"] if images is None else images, top, layer, **kwargs)
+
+
+def top_of(b, batches, layers="relu3", **kwargs):
+    return topk.top_k(b["m"], b["p"], batches, layers, **kwargs)
+
+
+BAD_INPUTS = [
+    # top_k
+    ("top-k-dense-layer", lambda b: top_of(b, [b["images"]], "fc5"),
+     r"layer 'fc5' of mnist_cnn has no spatial maps \(output shape \(16,\)\)"),
+    ("top-k-unknown-layer", lambda b: top_of(b, [b["images"]], ["relu2", "relu9"]),
+     r"unknown layer of mnist_cnn 'relu9'; expected one of .*Did you mean"),
+    ("top-k-no-layers", lambda b: top_of(b, [b["images"]], []), r"top_k needs at least one layer, got none"),
+    ("top-k-k-zero", lambda b: top_of(b, [b["images"]], k=0), r"k must be an integer >= 1, got 0"),
+    ("top-k-k-fraction", lambda b: top_of(b, [b["images"]], k=2.5), r"k must be an integer >= 1, got 2.5"),
+    ("top-k-k-bool", lambda b: top_of(b, [b["images"]], k=True), r"k must be an integer >= 1, got True"),
+    ("top-k-k-above-images", lambda b: top_of(b, [b["images"]], "pool2", k=11, one_per_image=True),
+     r"k=11 is larger than the 10 positions of layer 'pool2' in the data \(10 images\)"),
+    ("top-k-k-above-positions", lambda b: top_of(b, [b["images"][:1]], "pool2", k=50),
+     r"k=50 is larger than the 49 positions of layer 'pool2' in the data \(1 images x 7x7\)"),
+    ("top-k-no-batches", lambda b: top_of(b, []), r"top_k got an empty dataset \(no batches\)"),
+    ("top-k-three-channels", lambda b: top_of(b, [np.zeros((2, 28, 28, 3), np.float32)]),
+     r"images must have 1 channels \(NHWC, channels last\), got shape \(2, 28, 28, 3\)"),
+    ("top-k-nan-pixel", lambda b: top_of(b, [b["x"][:2], np.where(np.arange(28)[:, None, None] == 5, np.nan, b["x"][2:4])]),
+     r"images must be finite, got 56 non-finite values \(first at index \(0, 5, 0, 0\): nan\)"),
+    ("top-k-integer-pixels", lambda b: top_of(b, [np.zeros((2, 28, 28, 1), np.int32)]),
+     r"images must be floating point \(normalized with model.normalize\), got dtype int32"),
+    ("top-k-wrong-size", lambda b: top_of(b, [np.zeros((2, 27, 28, 1), np.float32)]),
+     r"images must have shape \(N, 28, 28, 1\), got \(2, 27, 28, 1\)"),
+    ("top-k-array-not-batches", lambda b: top_of(b, b["x"]),
+     r"batches must be an iterable of image batches \(N, 28, 28, 1\), e.g. \[images\].*got ndarray of shape "
+     r"\(10, 28, 28, 1\)"),
+    ("top-k-string-batches", lambda b: top_of(b, "images/"), r"batches must be an iterable of image batches.*got str"),
+    ("top-k-one-image-batches", lambda b: top_of(b, list(b["x"])),
+     r"images must be a batch of shape \(N, 28, 28, 1\) \(NHWC\), got an array of rank 3"),
+    ("top-k-one-per-image-string", lambda b: top_of(b, [b["images"]], one_per_image="yes"),
+     r"one_per_image must be True or False, got str 'yes'"),
+    # project_top_k: the TopK must belong to this layer, model and images
+    ("project-top-other-layer", lambda b: project_top(b, layer="relu4"),
+     r"top holds the activations of layer 'relu3'; expected layer 'relu4', the layer to project"),
+    ("project-top-other-model", lambda b: project_top(b, top="zfnet"),
+     r"top was computed with model 'zfnet' on inputs \(28, 28, 1\); expected model 'mnist_cnn' on inputs "
+     r"\(28, 28, 1\)"),
+    ("project-top-other-input", lambda b: project_top(b, top="other"),
+     r"top was computed with model 'mnist_cnn' on inputs \(32, 32, 1\); expected model 'mnist_cnn' on inputs "
+     r"\(28, 28, 1\)"),
+    ("project-top-fewer-images", lambda b: project_top(b, images=b["images"][:9]),
+     r"top_k saw 10 images; expected the same images here, got 9"),
+    ("project-top-more-images", lambda b: project_top(b, images=np.concatenate([b["images"]] * 2)),
+     r"top_k saw 10 images; expected the same images here, got 20"),
+    ("project-top-not-a-topk", lambda b: project_top(b, top={"value": 1}), r"top must be a TopK from topk.top_k, got dict"),
+    ("project-top-map-too-large", lambda b: project_top(b, maps=[1, 8]),
+     r"maps of layer 'relu3' out of range: expected 0 <= .* < 8, got \[8\]"),
+    ("project-top-map-negative", lambda b: project_top(b, maps=[-1]),
+     r"maps of layer 'relu3' out of range: expected 0 <= .* < 8, got \[-1\]"),
+    ("project-top-map-fraction", lambda b: project_top(b, maps=[0.5]),
+     r"maps of layer 'relu3' must be an integer, got float64"),
+    ("project-top-no-maps", lambda b: project_top(b, maps=[]),
+     r"maps must be a non-empty list of map indices of layer 'relu3', got \[\]"),
+    ("project-top-maps-matrix", lambda b: project_top(b, maps=[[0, 1]]),
+     r"maps must be a non-empty list of map indices of layer 'relu3', got \[\[0, 1\]\]"),
+    ("project-top-chunk-zero", lambda b: project_top(b, chunk=0), r"chunk must be None or an integer >= 1, got 0"),
+    ("project-top-chunk-fraction", lambda b: project_top(b, chunk=1.5),
+     r"chunk must be None or an integer >= 1, got 1.5"),
+    ("project-top-budget-nan", lambda b: project_top(b, memory_budget=float("nan")),
+     r"memory_budget must be a finite number >= 1, got float nan"),
+    ("project-top-budget-negative", lambda b: project_top(b, memory_budget=-1e9),
+     r"memory_budget must be a finite number >= 1, got float -1000000000.0"),
+    ("project-top-unknown-rule", lambda b: project_top(b, rule="guidded"),
+     r"unknown rule 'guidded'; expected one of .*Did you mean 'guided'"),
+    ("project-top-unknown-layer", lambda b: project_top(b, layer="relu33"), r"unknown layer of mnist_cnn 'relu33'"),
+    ("project-top-dense-layer", lambda b: project_top(b, layer="fc5"), r"layer 'fc5' of mnist_cnn has no spatial maps"),
+    ("project-top-nan-images", lambda b: project_top(b, images=np.full((10, 28, 28, 1), np.nan, np.float32)),
+     r"images must be finite, got \d+ non-finite values"),
+    ("project-top-three-channels", lambda b: project_top(b, images=np.zeros((10, 28, 28, 3), np.float32)),
+     r"images must have 1 channels \(NHWC, channels last\), got shape \(\d+, 28, 28, 3\)"),
+    ("project-top-generator", lambda b: project_top(b, images=(i for i in b["images"])),
+     r"images must be an array or a jaxvis.data.Dataset, got generator"),
+    # the receptive-field networks and windows
+    ("field-model-unknown-layer", lambda b: topk.field_model(b["m"], "relu0"), r"unknown layer of mnist_cnn 'relu0'"),
+    ("field-model-dense-layer", lambda b: topk.field_model(b["m"], "fc5"), r"layer 'fc5' of mnist_cnn has no spatial"),
+    ("window-model-zero-side", lambda b: topk.window_model(b["m"], "relu3", (0, 5)),
+     r"side must be \(height, width\), integers from 1 to the image's \(28, 28\), got \(0, 5\)"),
+    ("window-model-side-too-large", lambda b: topk.window_model(b["m"], "relu3", (30, 30)),
+     r"side must be \(height, width\).*\(28, 28\), got \(30, 30\)"),
+    ("window-model-side-fraction", lambda b: topk.window_model(b["m"], "relu3", (10.5, 10)),
+     r"side must be \(height, width\).*got \(10.5, 10\)"),
+    ("border-windows-zero-fraction", lambda b: topk.border_windows(b["m"], "relu3", [0], [0], fractions=(0,)),
+     r"fractions must be numbers in \(0, 1\], got \(0,\)"),
+    ("border-windows-fraction-above-one", lambda b: topk.border_windows(b["m"], "relu3", [0], [0], fractions=(1.5,)),
+     r"fractions must be numbers in \(0, 1\], got \(1.5,\)"),
+    ("border-windows-lengths-differ", lambda b: topk.border_windows(b["m"], "relu3", [0, 2], [0]),
+     r"tops and lefts must be integer vectors of one length, one entry per unit, got int64 \(2,\) and int64 \(1,\)"),
+    ("border-windows-fractional-tops", lambda b: topk.border_windows(b["m"], "relu3", [0.5], [0]),
+     r"tops and lefts must be integer vectors.*got float64 \(1,\) and int64 \(1,\)"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_value_error_saying_expected_and_given(bad, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(bad)
