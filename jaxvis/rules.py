@@ -51,5 +51,7 @@ RULES: dict[str, Callable] = {"gradient": gradient, "deconvnet": deconvnet, "gui
 
 def get(rule: str) -> Callable:
     """The ReLU for a rule name; a ``ValueError`` names the valid ones."""
+    if not isinstance(rule, str):
+        raise ValueError(f"rule must be a name, one of {list(RULES)}; got {type(rule).__name__} {rule!r}")
     _checks.choice("rule", rule, RULES)
     return RULES[rule]

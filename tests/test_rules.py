@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvis import rules
+from jaxvis import models, rules
 
 X = np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0], np.float32)
 R = np.array([1.0, -1.0, 2.0, -3.0, 4.0, 0.0], np.float32)  # the signal arriving from above
@@ -33,6 +33,23 @@ def test_gradient_rule_equals_autodiff_of_relu_away_from_zero():
     np.testing.assert_array_equal(np.asarray(g), np.asarray(g_ref))
 
 
-def test_unknown_rule_names_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown rule 'guidded'.*'deconvnet'.*Did you mean 'guided'"):
-        rules.get("guidded")
+TINY = models.build("mnist_cnn", widths=(2, 2), hidden=4)
+VALID = r"expected one of \['gradient', 'deconvnet', 'guided'\]"
+
+BAD_INPUTS = [
+    ("typo", lambda: rules.get("guidded"), r"unknown rule 'guidded'; " + VALID + r". Did you mean 'guided'\?"),
+    ("capitalized", lambda: rules.get("Deconvnet"), r"unknown rule 'Deconvnet'; " + VALID + r". Did you mean 'deconvnet'"),
+    ("paper-name", lambda: rules.get("backprop"), r"unknown rule 'backprop'; " + VALID),
+    ("empty-name", lambda: rules.get(""), r"unknown rule ''; " + VALID),
+    ("none", lambda: rules.get(None), r"rule must be a name, one of \['gradient', 'deconvnet', 'guided'\]; got NoneType"),
+    ("number", lambda: rules.get(1), r"rule must be a name, one of \[.*\]; got int 1"),
+    ("the-function-itself", lambda: rules.get(rules.guided), r"rule must be a name, one of \[.*\]; got custom_vjp"),
+    ("through-model-apply", lambda: TINY.apply(TINY.init(jax.random.key(0)), np.zeros((1, 28, 28, 1), np.float32),
+                                               rule="guide"), r"unknown rule 'guide'.*Did you mean 'guided'"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_value_error_saying_expected_and_given(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
