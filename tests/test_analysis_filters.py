@@ -57,3 +57,52 @@ def test_dead_fraction_finds_maps_that_never_fire():
     images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
     fraction, dead = filters.dead_fraction(model, params, [images], "relu1")
     assert fraction == pytest.approx(2 / 8) and dead.tolist() == [2, 5]
+
+
+M = models.build("mnist_cnn", widths=(2, 2), hidden=4)
+P = M.init(jax.random.key(0))
+IMAGES = np.zeros((2, 28, 28, 1), np.uint8)
+K = gratings([0.1, 0.3])  # (11, 11, 1, 2)
+
+BAD_INPUTS = [
+    ("dead-fraction-nan-threshold", lambda: filters.dead_fraction(M, P, [IMAGES], "relu1", threshold=np.nan),
+     r"threshold must be a finite number, got float nan"),
+    ("dead-fraction-text-threshold", lambda: filters.dead_fraction(M, P, [IMAGES], "relu1", threshold="0"),
+     r"threshold must be a finite number, got str '0'"),
+    ("dead-fraction-unknown-layer", lambda: filters.dead_fraction(M, P, [IMAGES], "relu0"),
+     r"unknown layer of mnist_cnn 'relu0'.*Did you mean"),
+    ("dead-fraction-dense-layer", lambda: filters.dead_fraction(M, P, [IMAGES], "fc5"),
+     r"layer 'fc5' of mnist_cnn has no spatial maps"),
+    ("dead-fraction-no-batches", lambda: filters.dead_fraction(M, P, [], "relu1"),
+     r"top_k got an empty dataset \(no batches\)"),
+    ("dead-fraction-three-channels", lambda: filters.dead_fraction(M, P, [np.zeros((2, 28, 28, 3), np.uint8)], "relu1"),
+     r"pixels must have 1 channels on their last axis \(NHWC\) for mnist_cnn, got shape \(2, 28, 28, 3\)"),
+    ("spectrum-kernel-rank-3", lambda: filters.radial_spectrum(K[..., 0]),
+     r"kernel must be a non-empty array of numbers \(H, W, in, out\): HWIO, got float64 of shape \(11, 11, 1\)"),
+    ("spectrum-kernel-nan", lambda: filters.radial_spectrum(np.where(K > 0.99, np.nan, K)),
+     r"kernel must be finite, got \d+ non-finite values"),
+    ("spectrum-size-zero", lambda: filters.radial_spectrum(K, size=0), r"size must be an integer >= 1, got 0"),
+    ("spectrum-size-float", lambda: filters.radial_spectrum(K, size=64.0), r"size must be an integer >= 1, got 64.0"),
+    ("spectrum-size-below-kernel", lambda: filters.radial_spectrum(K, size=8),
+     r"size \(the FFT's\) must be at least the kernel's 11 pixels, got 8"),
+    ("coverage-text-kernel", lambda: filters.frequency_coverage(np.full((3, 3, 1, 2), "a")),
+     r"kernel must be a non-empty array of numbers \(H, W, in, out\): HWIO, got <U1 of shape \(3, 3, 1, 2\)"),
+    ("coverage-no-filters", lambda: filters.frequency_coverage(np.zeros((3, 3, 1, 0))),
+     r"kernel must be a non-empty array of numbers.*got float64 of shape \(3, 3, 1, 0\)"),
+    ("aliasing-stride-zero", lambda: filters.aliasing(K, stride=0), r"stride must be an integer >= 1, got 0"),
+    ("aliasing-stride-fraction", lambda: filters.aliasing(K, stride=1.5), r"stride must be an integer >= 1, got 1.5"),
+    ("aliasing-kernel-rank-2", lambda: filters.aliasing(K[..., 0, 0], stride=2),
+     r"kernel must be a non-empty array of numbers \(H, W, in, out\): HWIO, got float64 of shape \(11, 11\)"),
+    ("energy-above-beyond-nyquist", lambda: filters.energy_above(K, 0.7),
+     r"frequency \(cycles per pixel\) must be a finite number >= 0 and <= 0.5, got float 0.7"),
+    ("energy-above-nan", lambda: filters.energy_above(K, np.nan),
+     r"frequency \(cycles per pixel\) must be a finite number >= 0 and <= 0.5, got float nan"),
+    ("energy-above-infinite-kernel", lambda: filters.energy_above(K * np.inf, 0.2),
+     r"kernel must be finite, got \d+ non-finite values"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_value_error_saying_expected_and_given(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -81,3 +81,67 @@ def test_translations_that_leave_the_view_and_non_finite_amounts_are_refused(sma
         invariance.check_amounts("scale", [])
     with pytest.raises(ValueError, match=r"unknown layer of mnist_cnn 'fc7'"):
         invariance.measure(model, params, pixels, labels, "rotate", [1.0], ["fc7"])
+
+
+M = models.build("mnist_cnn", widths=(2, 2), hidden=4)
+P = M.init(jax.random.key(0))
+PIXELS = np.full((2, 28, 28, 1), 0.5, np.float32)
+LABELS = np.array([3, 7])
+
+
+def measure(pixels=PIXELS, labels=LABELS, family="rotate", amounts=(10.0,), layers=("relu2",), **kwargs):
+    return invariance.measure(M, P, pixels, labels, family, amounts, layers, **kwargs)
+
+
+BAD_INPUTS = [
+    ("scale-not-positive", lambda: measure(family="scale", amounts=[0.0, -1.0, 2.0]),
+     r"scale amounts must be > 0 \(a zoom factor\), got \[0.0, -1.0\]"),
+    ("unknown-family", lambda: measure(family="shear"),
+     r"unknown transform family 'shear'; expected one of \['translate_v', 'translate_h', 'scale', 'rotate'\]"),
+    ("family-typo", lambda: measure(family="rotat"), r"unknown transform family 'rotat'.*Did you mean 'rotate'"),
+    ("label-out-of-range", lambda: measure(labels=np.array([3, 10])),
+     r"label out of range: expected 0 <= label < 10, got \[10\]"),
+    ("label-fraction", lambda: measure(labels=np.array([3.5, 1.0])), r"label must be an integer, got float64"),
+    ("labels-one-for-two", lambda: measure(labels=LABELS[:1]),
+     r"labels must have shape \(2,\), one per image, got \(1,\)"),
+    ("no-images", lambda: measure(pixels=PIXELS[:0], labels=LABELS[:0]),
+     r"pixels must hold at least one image, got shape \(0, 28, 28, 1\)"),
+    ("chunk-zero", lambda: measure(chunk=0), r"chunk must be an integer >= 1, got 0"),
+    ("chunk-fraction", lambda: measure(chunk=2.5), r"chunk must be an integer >= 1, got 2.5"),
+    ("translation-leaves-view", lambda: measure(family="translate_h", amounts=[3.0, -28.0]),
+     r"translate_h amounts must lie in \(-28, 28\) pixels \(beyond, the whole image leaves the view\), got \[-28.0\]"),
+    ("nan-amount", lambda: measure(amounts=[0.0, np.nan]), r"rotate amounts must be finite, got 1 non-finite values"),
+    ("no-amounts", lambda: measure(amounts=[]), r"rotate: give at least one amount"),
+    ("text-amounts", lambda: measure(amounts=["10"]), r"rotate amounts must be a list of numbers, got <U2 of shape \(1,\)"),
+    ("amount-matrix", lambda: measure(amounts=[[1.0, 2.0]]),
+     r"rotate amounts must be a list of numbers, got float64 of shape \(1, 2\)"),
+    ("unknown-layer", lambda: measure(layers=["fc7"]), r"unknown layer of mnist_cnn 'fc7'"),
+    ("no-layers", lambda: measure(layers=[]), r"measure needs at least one layer to compare, got none"),
+    ("normalized-not-pixels", lambda: measure(pixels=np.asarray(M.normalize(PIXELS))),
+     r"pixels must lie in \[0, 1\] \(before model.normalize\), got values from 1.2 to 1.2"),
+    ("int32-pixels", lambda: measure(pixels=np.zeros((2, 28, 28, 1), np.int32)),
+     r"pixels must be uint8 in \[0, 255\] or floats in \[0, 1\], got dtype int32"),
+    ("three-channels", lambda: measure(pixels=np.zeros((2, 28, 28, 3), np.float32)),
+     r"pixels must have 1 channels \(NHWC, channels last\), got shape \(2, 28, 28, 3\)"),
+    ("nan-pixel", lambda: measure(pixels=np.where(PIXELS > 0, np.nan, PIXELS)[:, :1].repeat(28, 1)),
+     r"pixels must be finite, got 1568 non-finite values"),
+    ("fill-above-one", lambda: measure(fill=2.0),
+     r"fill \(a pixel value\) must be a finite number >= 0 and <= 1, got float 2.0"),
+    ("fill-nan", lambda: measure(fill=np.nan), r"fill \(a pixel value\) must be a finite number >= 0 and <= 1, got float nan"),
+    ("transform-unknown-family", lambda: invariance.transform(PIXELS[0], "flip", 1.0),
+     r"unknown transform family 'flip'"),
+    ("transform-batch", lambda: invariance.transform(PIXELS, "rotate", 1.0),
+     r"transform takes one image \(H, W, C\), got shape \(2, 28, 28, 1\)"),
+    ("transform-nan-amount", lambda: invariance.transform(PIXELS[0], "rotate", np.nan),
+     r"rotate amount must be a finite number, got float nan"),
+    ("transform-negative-fill", lambda: invariance.transform(PIXELS[0], "rotate", 1.0, fill=-0.5),
+     r"fill \(a pixel value\) must be a finite number >= 0 and <= 1, got float -0.5"),
+    ("check-amounts-zero-scale", lambda: invariance.check_amounts("scale", [0]),
+     r"scale amounts must be > 0 \(a zoom factor\), got \[0.0\]"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_value_error_saying_expected_and_given(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

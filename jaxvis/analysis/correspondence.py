@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis import _checks
 from jaxvis.models import Model, Params
 
 
@@ -42,6 +43,9 @@ class Consistency:
 
 def pairwise_hamming(eps_ND) -> jax.Array:
     """``(N, N)`` normalized Hamming distances between the sign patterns of the rows."""
+    if np.ndim(eps_ND) != 2 or not np.shape(eps_ND)[1]:
+        raise ValueError(f"eps_ND must be a matrix (N, D) of one change per row, got shape {np.shape(eps_ND)}")
+    _checks.finite(eps_ND, "eps_ND")
     signs = jnp.sign(eps_ND)
     return jnp.mean(signs[:, None, :] != signs[None, :, :], axis=-1)
 
@@ -49,6 +53,10 @@ def pairwise_hamming(eps_ND) -> jax.Array:
 def check_boxes(boxes_N4, image_hw, count: int) -> np.ndarray:
     """Boxes ``(top, left, height, width)``: one per image, all one size, inside the image."""
     given = np.asarray(boxes_N4)
+    if given.dtype.kind not in "iuf" or given.size % 4:
+        raise ValueError(f"boxes must be numbers, 4 per box (top, left, height, width), got {given.dtype} of shape "
+                         f"{given.shape}")
+    _checks.finite(given, "boxes")
     if given.dtype.kind not in "iu" and not np.array_equal(given, np.round(given)):
         raise ValueError(f"boxes must hold whole pixels, got {given[given != np.round(given)][:5].tolist()}")
     boxes = given.astype(np.int64).reshape(-1, 4)
@@ -67,6 +75,9 @@ def check_boxes(boxes_N4, image_hw, count: int) -> np.ndarray:
 
 def occlude(x_HWC, box, fill):
     """The image with ``box`` (top, left, height, width; traced values allowed) set to ``fill``."""
+    if np.ndim(x_HWC) != 3 or np.shape(box) != (4,):
+        raise ValueError(f"occlude takes one image (H, W, C) and one box (top, left, height, width), got shapes "
+                         f"{np.shape(x_HWC)} and {np.shape(box)}")
     h, w = x_HWC.shape[:2]
     rows = jnp.arange(h).reshape(h, 1, 1)
     cols = jnp.arange(w).reshape(1, w, 1)
@@ -83,11 +94,20 @@ def _changes(model, params, x_NHWC, boxes_N4, fill, layers):
     return {layer: (original.activations[layer] - masked.activations[layer]).reshape(n, -1) for layer in layers}
 
 
-def _check_images(x_NHWC) -> jax.Array:
-    x = jnp.asarray(x_NHWC)
-    if x.ndim != 4 or x.shape[0] < 2:
-        raise ValueError(f"correspondence needs at least two images (N, H, W, C), got shape {tuple(x.shape)}")
-    return x
+def _check_images(model: Model, x_NHWC) -> jax.Array:
+    _checks.images(x_NHWC, model.input_shape)
+    if np.shape(x_NHWC)[0] < 2:
+        raise ValueError(f"correspondence needs at least two images (N, H, W, C), got shape {np.shape(x_NHWC)}")
+    return jnp.asarray(x_NHWC)
+
+
+def _check_layers(model: Model, layers) -> tuple[str, ...]:
+    layers = (layers,) if isinstance(layers, str) else tuple(layers)
+    if not layers:
+        raise ValueError("correspondence needs at least one layer to compare, got none")
+    for layer in layers:
+        model.check_layer(layer)
+    return layers
 
 
 def consistency(model: Model, params: Params, x_NHWC, boxes, layers, fill=0.0) -> Consistency:
@@ -101,7 +121,11 @@ def consistency(model: Model, params: Params, x_NHWC, boxes, layers, fill=0.0) -
       layers: the layers whose changes are compared.
       fill: the mask's value in the normalized space (0 is the mean).
     """
-    x = _check_images(x_NHWC)
+    x = _check_images(model, x_NHWC)
+    layers = _check_layers(model, layers)
+    if np.ndim(fill) not in (0, 1) or np.size(fill) not in (1, x.shape[-1]):
+        raise ValueError(f"fill must be one value or one per channel ({x.shape[-1]}), got shape {np.shape(fill)}")
+    _checks.finite(fill, "fill")
     given = np.asarray(boxes)
     boxes_RN4 = given[None] if given.ndim <= 2 else given
     if boxes_RN4.ndim != 3 or boxes_RN4.shape[-1] != 4:
@@ -110,12 +134,10 @@ def consistency(model: Model, params: Params, x_NHWC, boxes, layers, fill=0.0) -
     sizes = sorted({tuple(b) for b in checked[:, 0, 2:].tolist()})
     if len(sizes) != 1:
         raise ValueError(f"all boxes must have the same size, got sizes {sizes}")
-    return _summarize(_pairwise(model, params, x, checked, fill, tuple(layers)))
+    return _summarize(_pairwise(model, params, x, checked, fill, layers))
 
 
 def _pairwise(model, params, x, boxes_RN4, fill, layers) -> dict[str, list[np.ndarray]]:
-    for layer in layers:
-        model.check_layer(layer)
     n = x.shape[0]
     off_diagonal = ~np.eye(n, dtype=bool)
     out = {layer: [] for layer in layers}
@@ -135,7 +157,8 @@ def _summarize(pairs: dict[str, list[np.ndarray]]) -> Consistency:
 
 def _check_box_size(box_hw, image_hw) -> tuple[int, int]:
     h, w = image_hw
-    if len(box_hw) != 2 or any(int(v) != v or v < 1 for v in box_hw):
+    if (np.ndim(box_hw) != 1 or len(box_hw) != 2 or np.asarray(box_hw).dtype.kind not in "iuf"
+            or any(not np.isfinite(v) or int(v) != v or v < 1 for v in box_hw)):
         raise ValueError(f"box size must be two whole numbers >= 1 (height, width), got {tuple(box_hw)}")
     if box_hw[0] > h or box_hw[1] > w:
         raise ValueError(f"a {box_hw[0]}x{box_hw[1]} box does not fit in a {h}x{w} image")
@@ -152,12 +175,18 @@ def _placed(centre_y, centre_x, box_hw, image_hw) -> np.ndarray:
 
 def _ink(pixels, threshold: float) -> np.ndarray:
     """``(N, H, W)`` ink mask of pixels (float in [0, 1] or uint8; channels: the brightest)."""
+    _checks.number("threshold", threshold, 0.0, 1.0)
     p = np.asarray(pixels)
+    if p.dtype != np.uint8 and p.dtype.kind != "f":
+        raise ValueError(f"pixels must be uint8 in [0, 255] or floats in [0, 1], got dtype {p.dtype}")
+    _checks.finite(p, "pixels")
     p = p.astype(np.float32) / 255.0 if p.dtype == np.uint8 else p.astype(np.float32)
     if p.ndim == 4:
         p = p.max(axis=-1)
     if p.ndim != 3:
         raise ValueError(f"pixels must have shape (N, H, W) or (N, H, W, C), got {np.shape(pixels)}")
+    if not len(p):
+        raise ValueError(f"pixels must hold at least one image, got shape {np.shape(pixels)}")
     ink = p > threshold
     empty = np.flatnonzero(~ink.any(axis=(1, 2)))
     if empty.size:
@@ -184,7 +213,8 @@ def part_boxes(pixels, box_hw, rows=(0.0, 1.0), cols=(0.0, 1.0), threshold: floa
     n, h, w = ink_NHW.shape
     box_hw = _check_box_size(box_hw, (h, w))
     for name, band in (("rows", rows), ("cols", cols)):
-        if len(band) != 2 or not 0.0 <= band[0] < band[1] <= 1.0:
+        if (np.ndim(band) != 1 or len(band) != 2 or np.asarray(band).dtype.kind not in "iuf"
+                or not 0.0 <= band[0] < band[1] <= 1.0):
             raise ValueError(f"{name} must be a band (start, stop) with 0 <= start < stop <= 1, got {tuple(band)}")
 
     def band_mask(any_NL, band):
@@ -206,6 +236,13 @@ def part_boxes(pixels, box_hw, rows=(0.0, 1.0), cols=(0.0, 1.0), threshold: floa
     return _placed(centre_y, centre_x, box_hw, (h, w))
 
 
+def _check_seed(seed) -> None:
+    if not isinstance(seed, (int, np.integer, np.random.Generator)) or isinstance(seed, bool) or (
+            not isinstance(seed, np.random.Generator) and seed < 0):
+        raise ValueError(f"seed must be an integer >= 0 or a numpy.random.Generator, got {type(seed).__name__} "
+                         f"{seed!r}")
+
+
 def ink_boxes(pixels, box_hw, repeats: int, seed: int = 0, threshold: float = 0.5) -> np.ndarray:
     """``(repeats, N, 4)`` boxes of ``box_hw``, each centred on an ink pixel of its image drawn
     uniformly at random (then shifted inside the image): the control for :func:`part_boxes`.
@@ -213,6 +250,8 @@ def ink_boxes(pixels, box_hw, repeats: int, seed: int = 0, threshold: float = 0.
     ink_NHW = _ink(pixels, threshold)
     n, h, w = ink_NHW.shape
     box_hw = _check_box_size(box_hw, (h, w))
+    _checks.count("repeats", repeats)
+    _check_seed(seed)
     cumulative_NP = np.cumsum(ink_NHW.reshape(n, -1), axis=1)
     draw_RN = np.random.default_rng(seed).integers(0, cumulative_NP[:, -1], (repeats, n))  # which ink pixel
     flat_RN = (cumulative_NP[None] > draw_RN[..., None]).argmax(axis=-1)
@@ -221,6 +260,12 @@ def ink_boxes(pixels, box_hw, repeats: int, seed: int = 0, threshold: float = 0.
 
 def random_boxes(image_hw, box_hw, count: int, repeats: int, seed: int = 0) -> np.ndarray:
     """``(repeats, count, 4)`` boxes of one size at uniformly random positions."""
+    if np.ndim(image_hw) != 1 or len(image_hw) != 2 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in image_hw):
+        raise ValueError(f"image_hw must be (height, width), two integers >= 1, got {image_hw!r}")
+    _checks.count("count", count)
+    _checks.count("repeats", repeats)
+    _check_seed(seed)
     rng = np.random.default_rng(seed)
     h, w = image_hw
     box_hw = _check_box_size(box_hw, image_hw)
@@ -232,5 +277,5 @@ def random_boxes(image_hw, box_hw, count: int, repeats: int, seed: int = 0) -> n
 def random_control(model: Model, params: Params, x_NHWC, box_hw, layers, repeats: int = 10, fill=0.0,
                    seed: int = 0) -> Consistency:
     """Delta_l for random boxes of ``box_hw``, a new random box per image in each repeat."""
-    x = _check_images(x_NHWC)
+    x = _check_images(model, x_NHWC)
     return consistency(model, params, x, random_boxes(x.shape[1:3], box_hw, x.shape[0], repeats, seed), layers, fill)

@@ -29,6 +29,7 @@ BANDS = {"low": (0.0, 0.125), "mid": (0.125, 0.25), "high": (0.25, 0.5 + 1e-9)}
 
 def dead_fraction(model: Model, params: Params, batches, layer: str, threshold: float = 0.0):
     """Fraction of ``layer``'s maps never above ``threshold`` over the data, and their ids."""
+    _checks.number("threshold", threshold)
     strongest = np.asarray(topk.top_k(model, params, batches, layer, k=1).value[:, 0])
     dead = np.flatnonzero(strongest <= threshold)
     return len(dead) / len(strongest), dead
@@ -37,7 +38,15 @@ def dead_fraction(model: Model, params: Params, batches, layer: str, threshold: 
 def _power(kernel_HWIO, size: int):
     """Each filter's power spectrum (mean removed, summed over input channels), ``(size, size, O)``,
     and the row and column frequencies of its bins (cycles per pixel)."""
-    k = np.asarray(kernel_HWIO, np.float64)
+    k = np.asarray(kernel_HWIO)
+    if k.ndim != 4 or k.dtype.kind not in "iuf" or not k.size:
+        raise ValueError(f"kernel must be a non-empty array of numbers (H, W, in, out): HWIO, got {k.dtype} of shape "
+                         f"{k.shape}")
+    _checks.finite(k, "kernel")
+    _checks.count("size", size)
+    if size < max(k.shape[:2]):
+        raise ValueError(f"size (the FFT's) must be at least the kernel's {max(k.shape[:2])} pixels, got {size}")
+    k = k.astype(np.float64)
     k = k - k.mean(axis=(0, 1), keepdims=True)
     power = (np.abs(np.fft.fft2(k, s=(size, size), axes=(0, 1))) ** 2).sum(axis=2)
     fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
@@ -88,6 +97,7 @@ def aliasing(kernel_HWIO, stride: int, size: int = 64) -> float:
 def energy_above(kernel_HWIO, frequency: float, size: int = 64) -> float:
     """Mean share of filter energy at radial frequencies above ``frequency`` (cycles per
     pixel, of the disc up to 0.5 that :func:`radial_spectrum` bins)."""
+    _checks.number("frequency (cycles per pixel)", frequency, 0.0, 0.5)
     freqs, energy = radial_spectrum(kernel_HWIO, size)
     alive = energy.sum(axis=1) > 0
     return float(energy[alive][:, freqs > frequency].sum(axis=1).mean()) if alive.any() else 0.0

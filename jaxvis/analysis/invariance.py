@@ -47,6 +47,11 @@ def _inverse_map(family: str, amount, h: int, w: int):
 
 def transform(pixels_HWC, family: str, amount, fill: float = 0.0):
     """One image (pixels in [0, 1]) transformed by ``amount`` of ``family``."""
+    _checks.choice("transform family", family, FAMILIES)
+    if np.ndim(pixels_HWC) != 3:
+        raise ValueError(f"transform takes one image (H, W, C), got shape {np.shape(pixels_HWC)}")
+    _checks.number(f"{family} amount", amount)
+    _checks.number("fill (a pixel value)", fill, 0.0, 1.0)
     h, w, c = pixels_HWC.shape
     rows, cols = _inverse_map(family, amount, h, w)
     # zero outside the image, shifted so that the outside reads ``fill`` (which may be traced)
@@ -71,7 +76,10 @@ def check_amounts(family: str, amounts, image_hw: tuple[int, int] | None = None)
     """The amounts as a float32 vector, checked: finite, scale factors > 0 and, given the
     image size, translations that leave part of the image in view (|shift| < its size)."""
     _checks.choice("transform family", family, FAMILIES)
-    amounts = np.asarray(amounts, np.float32).ravel()
+    amounts = np.asarray(amounts)
+    if amounts.dtype.kind not in "iuf" or amounts.ndim > 1:
+        raise ValueError(f"{family} amounts must be a list of numbers, got {amounts.dtype} of shape {amounts.shape}")
+    amounts = amounts.astype(np.float32).ravel()
     if amounts.size == 0:
         raise ValueError(f"{family}: give at least one amount")
     _checks.finite(amounts, f"{family} amounts")
@@ -88,12 +96,16 @@ def check_amounts(family: str, amounts, image_hw: tuple[int, int] | None = None)
 
 @functools.partial(jax.jit, static_argnames=("model", "layers", "family"))
 def _features(model, params, pixels_NHWC, amounts_A, layers, family, fill):
-    """Features and probabilities of every (image, amount) pair: ``(N, A, ...)``."""
+    """Features of the originals ``(N, 1, D)`` and of every (image, amount) pair ``(N, A, D)``,
+    and the pairs' probabilities. One forward pass for both, so that a transform that
+    leaves an image as it is gives exactly its original's features."""
     n, a = pixels_NHWC.shape[0], amounts_A.shape[0]
     moved = jax.vmap(lambda img: jax.vmap(lambda t: transform(img, family, t, fill))(amounts_A))(pixels_NHWC)
-    logits, trace = model.apply(params, model.normalize(moved.reshape(n * a, *pixels_NHWC.shape[1:])))
-    feats = {layer: trace.activations[layer].reshape(n, a, -1) for layer in layers}
-    return feats, jax.nn.softmax(logits).reshape(n, a, -1)
+    both = jnp.concatenate([pixels_NHWC[:, None], moved], axis=1).reshape(n * (a + 1), *pixels_NHWC.shape[1:])
+    logits, trace = model.apply(params, model.normalize(both))
+    feats = {layer: trace.activations[layer].reshape(n, a + 1, -1) for layer in layers}
+    original = {layer: f[:, :1] for layer, f in feats.items()}
+    return original, {layer: f[:, 1:] for layer, f in feats.items()}, jax.nn.softmax(logits).reshape(n, a + 1, -1)[:, 1:]
 
 
 def measure(model: Model, params: Params, pixels_NHWC, labels_N, family: str, amounts, layers,
@@ -114,21 +126,28 @@ def measure(model: Model, params: Params, pixels_NHWC, labels_N, family: str, am
       :class:`Invariance` with ``(N, A)`` arrays.
     """
     amounts = check_amounts(family, amounts, model.input_shape[:2])
-    layers = tuple(layers)
+    layers = (layers,) if isinstance(layers, str) else tuple(layers)
+    if not layers:
+        raise ValueError("measure needs at least one layer to compare, got none")
     for layer in layers:
         model.check_layer(layer)
     pixels = np.asarray(pixels_NHWC)
+    if pixels.dtype != np.uint8 and pixels.dtype.kind != "f":
+        raise ValueError(f"pixels must be uint8 in [0, 255] or floats in [0, 1], got dtype {pixels.dtype}")
     pixels = pixels.astype(np.float32) / 255.0 if pixels.dtype == np.uint8 else pixels.astype(np.float32)
     _checks.images(pixels, model.input_shape, what="pixels")
     if not len(pixels):
         raise ValueError(f"pixels must hold at least one image, got shape {pixels.shape}")
+    if pixels.min() < 0 or pixels.max() > 1:
+        raise ValueError(f"pixels must lie in [0, 1] (before model.normalize), got values from {pixels.min():.3g} "
+                         f"to {pixels.max():.3g}")
+    _checks.number("fill (a pixel value)", fill, 0.0, 1.0)
     labels = _checks.labels(labels_N, len(pixels), model.num_classes)
     _checks.count("chunk", chunk)
     out = {"distance": {l: [] for l in layers}, "relative": {l: [] for l in layers}, "prob": [], "pred": []}
     for s in range(0, len(pixels), chunk):
         x = jnp.asarray(pixels[s:s + chunk])
-        original, _ = _features(model, params, x, jnp.zeros((1,), jnp.float32), layers, "translate_v", fill)  # identity
-        feats, probs = _features(model, params, x, jnp.asarray(amounts), layers, family, fill)
+        original, feats, probs = _features(model, params, x, jnp.asarray(amounts), layers, family, fill)
         for layer in layers:
             d = jnp.linalg.norm(feats[layer] - original[layer], axis=-1)
             out["distance"][layer].append(np.asarray(d))
