@@ -1,8 +1,10 @@
-"""The demo: what jaxvis shows on the shipped MNIST model and the bundled sample.
+"""The demo: what jaxvis shows on the shipped MNIST model and the bundled sample, and the
+HTML report (scripts/explain.py) on the bundled photos with vgg16's random weights.
 
     make demo            # or: python scripts/demo.py --out outputs
 
-Writes PNG figures under ``--out`` and prints where each went.
+Writes PNG figures under ``--out``, the report under ``--out/report/``, and prints where
+each went.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import cli, data, figures, plots, topk
+from jaxvis import cli, data, figures, images, plots, report, topk
 from jaxvis.plots import deconvnet
 from jaxvis.project import project_strongest
 
@@ -43,6 +45,26 @@ def deconvnet_figures(model, params, x_NHWC, labels, images_all, out: Path) -> l
     return written
 
 
+# The report's demo settings, chosen so that the whole demo stays under 3 minutes on 2
+# cores: the cheap sections on two photos, one layer per block, a coarse occluder.
+REPORT_PHOTOS = ("chelsea.jpg", "coffee.jpg")
+REPORT_SETTINGS = report.Settings(
+    layers=("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"), patch=48, stride=24,
+    note="Demo settings (make demo, under 3 minutes on 2 cores): 2 photos, the last rectified layer of each block, "
+         "a 48px occluder at stride 24; class model and inversion off. scripts/explain.py's defaults: every "
+         "conv and pool layer, a 32px occluder at stride 16.")
+
+
+def report_demo(out: Path) -> Path:
+    """The HTML report on the bundled photos, vgg16 with random weights in torchvision's layout."""
+    net = report.random_network("vgg16")
+    photos = images.load([images.SAMPLE_PHOTOS / name for name in REPORT_PHOTOS], "torchvision",
+                         size=net.model.input_shape[:2])
+    notes = [[n] if n else [] for n in photos.notes]
+    return report.write(net, photos.pixels_NHWC, [p.name for p in photos.paths], out / "report", REPORT_SETTINGS,
+                        notes)
+
+
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out="outputs", checkpoint=str(ROOT / "checkpoints" / "mnist_cnn"), dataset=None)
     parser.add_argument("--num-images", type=cli.count, default=6, help="digits 0..N-1 from the bundled sample")
@@ -52,19 +74,21 @@ def main(argv=None) -> None:
 
     model, params, card = cli.open_network(args)
     sample = data.open_dataset("mnist_sample", "test")
-    images, labels = next(iter(sample.batches(sample.num_examples)))
+    digits, labels = next(iter(sample.batches(sample.num_examples)))
     chosen = cli.first_per_class(labels, 1, args.num_images)
-    x = model.normalize(images[chosen])
-    logits, _ = jax.jit(model.apply)(params, model.normalize(images))
+    x = model.normalize(digits[chosen])
+    logits, _ = jax.jit(model.apply)(params, model.normalize(digits))
     accuracy = float(jnp.mean(jnp.argmax(logits, -1) == labels))
     full = card.get("test_accuracy")
     print(f"{model.name} from {args.checkpoint}: {accuracy:.2%} on the {len(labels)} bundled sample digits "
           f"(card: {'n/a' if full is None else f'{full:.2%}'} on the full test set)")
 
-    written = deconvnet_figures(model, params, x, labels[chosen], images, out)
+    written = deconvnet_figures(model, params, x, labels[chosen], digits, out)
     written += figures.occlusion_demo(model, params, x[:4], labels[chosen][:4], out)
     written += figures.saliency_demo(model, params, x, labels[chosen], out)
     cli.report(written)
+    mnist_done = time.time()
+    print(f"wrote {report_demo(out)} in {time.time() - mnist_done:.0f} s")
     print(f"demo done in {time.time() - start:.0f} s")
 
 

@@ -1,0 +1,171 @@
+"""The HTML report (jaxvis.report): its page, its numbers against model.apply, resuming, errors."""
+
+import json
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvis import classes, project, report
+from jaxvis.analysis import invariance
+from jaxvis.models import IMAGENET_MEAN, IMAGENET_STD, Model, conv, dense, flatten, max_pool, relu
+from jaxvis.project import Select
+
+MODEL = Model("tiny", (conv("conv1", 4, 3, padding=1), relu("relu1"), max_pool("pool1"),
+                       conv("conv2", 8, 3, padding=1), relu("relu2"), max_pool("pool2"), flatten(), dense("fc", 10)),
+              (32, 32, 3), IMAGENET_MEAN, IMAGENET_STD)
+CHEAP = report.Settings(patch=8, stride=8)
+
+
+@pytest.fixture(scope="module")
+def network():
+    params = MODEL.init(jax.random.key(0))
+    # a larger last layer spreads the probabilities, so the variants' numbers differ
+    params["fc"]["kernel"] = params["fc"]["kernel"] * 4
+    return report.Network(MODEL, params, "random (seed 0)", True, classes.for_model(MODEL))
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
+
+
+@pytest.fixture(scope="module")
+def written(network, photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    settings = report.Settings(sections=report.SECTIONS, patch=8, stride=8, invert=("relu2",), synthesis_steps=2)
+    report.write(network, photos, ["in/cat.jpg", "other/cat.png"], out, settings, notes=[["converted from RGBA"], []],
+                 progress=False)
+    return out
+
+
+def _record(out, photo, section):
+    return json.loads((out / photo / f"{section}.json").read_text())["result"]
+
+
+def test_page_lists_every_section_of_every_photo_with_sized_images(written):
+    page = (written / "index.html").read_text()
+    assert "RANDOM WEIGHTS" in page and "converted from RGBA" in page
+    for photo in ("cat", "cat-2"):
+        found = re.findall(rf'<div class="section" id="{photo}-(\w+)"', page)
+        assert found == list(report.SECTIONS), found
+        for section in report.SECTIONS:  # the table of contents links each section
+            assert f'href="#{photo}-{section}"' in page
+    images = re.findall(r"<img [^>]*>", page)
+    assert len(images) == 2 * 8  # per photo: thumbnail, projections, variants, heat, fig7, saliency, class model, inversion
+    for tag in images:
+        src = re.search(r'src="([^"]+)"', tag).group(1)
+        assert (written / src).is_file() and re.search(r'alt="[^"]{10,}"', tag), tag
+        assert re.search(r'width="\d+" height="\d+"', tag), tag
+        assert not re.search(r'src="(/|\w+:)', tag), tag  # relative paths only
+
+
+def test_top5_equals_decode_of_the_softmax(network, photos, written):
+    probs = jax.nn.softmax(MODEL.apply(network.params, MODEL.normalize(photos))[0], axis=-1)
+    page = (written / "index.html").read_text()
+    for photo, p in zip(("cat", "cat-2"), np.asarray(probs)):
+        expected = network.names.decode(p, 5)
+        got = _record(written, photo, "predictions")["data"]["top"]
+        assert [g[:2] for g in got] == [list(e[:2]) for e in expected]
+        assert np.abs(np.array([g[2] for g in got]) - np.array([e[2] for e in expected])).max() < 1e-6
+        for index, name, prob in expected:
+            assert f"<td>{name}</td><td>{index}</td><td>{prob:.4f}</td>" in page
+
+
+def test_transforms_table_equals_model_on_the_transformed_pixels(network, photos, written):
+    x = np.asarray(MODEL.normalize(photos[0]))  # fill 0 in input space: the mean colour
+    side, shift = 8, 4
+
+    def covered(top, left):
+        y = x.copy()
+        y[top:top + side, left:left + side] = 0.0
+        return y
+
+    numpy_made = {
+        "rotated 90°": np.rot90(x, 1), "rotated 180°": np.rot90(x, 2),
+        f"grey {side}px square, top-left corner": covered(0, 0), f"grey {side}px square, centre": covered(12, 12),
+        f"shifted {shift}px right": np.pad(x, ((0, 0), (shift, 0), (0, 0)))[:, :32],
+        f"shifted {shift}px down": np.pad(x, ((shift, 0), (0, 0), (0, 0)))[:32],
+        "zoomed in 1.25x": np.asarray(invariance.transform(jnp.asarray(x), "scale", 1.25)),
+        "zoomed out 0.8x": np.asarray(invariance.transform(jnp.asarray(x), "scale", 0.8)),
+        "original": x,
+    }
+    table = _record(written, "cat", "transforms")["data"]["table"]
+    assert sorted(r["variant"] for r in table) == sorted(numpy_made)
+    stack = np.stack([numpy_made[r["variant"]] for r in table]).astype(np.float32)
+    probs = np.asarray(jax.nn.softmax(MODEL.apply(network.params, stack)[0], axis=-1))
+    got = np.array([r["probability"] for r in table])
+    assert [r["class"] for r in table] == probs.argmax(1).tolist()
+    assert np.abs(got - probs.max(1)).max() < 1e-4, np.abs(got - probs.max(1)).max()
+    original = probs[[r["variant"] for r in table].index("original")].argmax()
+    assert np.abs(np.array([r["original_class_probability"] for r in table]) - probs[:, original]).max() < 1e-4
+    assert len(set(np.round(got, 4))) > 3  # the variants do change the network's view
+
+
+def test_strongest_projections_equal_project_layer_by_layer(network, photos):
+    x = MODEL.normalize(photos)
+    layers = report.spatial_layers(MODEL)
+    proj, channels, rows, cols = report.strongest_projections(MODEL, network.params, x, layers, "guided")
+    for n in range(len(x)):
+        for k, layer in enumerate(layers):
+            act = MODEL.apply(network.params, x[n:n + 1], until=layer)[0][0]
+            c = int(np.argmax(np.asarray(act).reshape(-1, act.shape[-1]).max(0)))
+            i, j = np.unravel_index(np.argmax(np.asarray(act)[:, :, c]), act.shape[:2])
+            oracle = project(MODEL, network.params, x[n], layer, Select.strongest(c), rule="guided")
+            assert (int(channels[n, k]), int(rows[n, k]), int(cols[n, k])) == (c, i, j)
+            err = float(jnp.abs(proj[n, k] - oracle).max() / jnp.abs(oracle).max())
+            assert err < 1e-5, (layer, err)
+
+
+def _counting(monkeypatch):
+    calls = []
+    for name, fn in list(report._COMPUTE.items()):
+        monkeypatch.setitem(report._COMPUTE, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
+    return calls
+
+
+def test_rerun_skips_finished_sections_and_redoes_changed_ones(network, photos, tmp_path, monkeypatch):
+    report.write(network, photos[:1], ["a.jpg"], tmp_path, CHEAP, progress=False)
+    calls = _counting(monkeypatch)
+    report.write(network, photos[:1], ["a.jpg"], tmp_path, CHEAP, progress=False)
+    assert calls == []
+    report.write(network, photos[:1], ["a.jpg"], tmp_path, report.Settings(patch=8, stride=4), progress=False)
+    assert calls == ["occlusion"]
+    (tmp_path / "a" / "saliency-saliency.png").unlink()  # a lost figure is made again
+    report.write(network, photos[:1] * 0.5, ["a.jpg"], tmp_path, report.Settings(patch=8, stride=4), progress=False)
+    assert calls == ["occlusion", *report.DEFAULT_SECTIONS]  # another photo under the same name: all again
+
+
+def test_an_error_midway_keeps_what_was_written(network, photos, tmp_path, monkeypatch):
+    def broken(*args):
+        raise ValueError("broken on purpose")
+
+    monkeypatch.setitem(report._COMPUTE, "occlusion", broken)
+    with pytest.raises(ValueError, match="broken on purpose"):
+        report.write(network, photos, ["a.jpg", "b.jpg"], tmp_path, CHEAP, progress=False)
+    page = (tmp_path / "index.html").read_text()
+    assert re.findall(r'id="a-(\w+)"', page) == ["predictions", "projections", "transforms"]
+    for src in re.findall(r'src="([^"]+)"', page):
+        assert (tmp_path / src).is_file()
+    monkeypatch.undo()
+    calls = _counting(monkeypatch)
+    report.write(network, photos, ["a.jpg", "b.jpg"], tmp_path, CHEAP, progress=False)
+    assert calls == ["occlusion", "saliency", *report.DEFAULT_SECTIONS]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(sections=("predictions", "colours")), "report section"),
+    (dict(layers=("relu9",)), "layer of tiny"),
+    (dict(layers=("fc",)), "no spatial maps"),
+    (dict(rule="gradient"), "projection rule"),
+    (dict(patch=40), "must fit"),
+    (dict(top=11), "at most the 10 classes"),
+    (dict(presets=("monet",)), "class-model preset"),
+    (dict(patch=2.5), "must be an int"),
+])
+def test_bad_settings_are_refused_before_anything_is_written(network, photos, tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        report.write(network, photos, ["a.jpg", "b.jpg"], tmp_path, report.Settings(**change), progress=False)
+    assert not (tmp_path / "index.html").exists()
