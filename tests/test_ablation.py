@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvis import checkpoint, configs, train
+from jaxvis import checkpoint, configs, models, train
 from jaxvis.analysis import ablation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -79,17 +79,64 @@ def test_a_finished_variant_with_other_settings_is_refused(trained):
         ablation.train_variant(config, workdir / VARIANT, progress=False)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ((("flatten",), {}), r"ablation 'bad' \(without flatten\) of zfnet: dense layer 'fc6' needs a flat input"),
-    (((), {"conv5": {"kernel": 9}}), r"ablation 'bad' \(conv5.kernel=9\).*layer 'conv5': effective kernel 9 .* "
-                                     r"larger than its padded input 5"),
-    ((("conv9",), {}), r"ablation 'bad'.*unknown layer of zfnet 'conv9'"),
-    ((("fc7", "relu7", "drop7"), {"fc7": {"features": 8}}), r"unknown layer of zfnet-without-fc7-relu7-drop7 'fc7'"),
-    ((("fc7",),), r"ablation 'bad' must be \(model_without, model_edits\)"),
-])
-def test_ablations_that_do_not_fit_name_the_offending_layer(bad, message):
+def variants(bad):
+    return ablation.variant_configs(ablation.fashion_zfnet(**TINY), {"good": ((), {}), "bad": bad})
+
+
+COLUMNS = r"\['ablation', 'train_top1', 'test_top1', 'test_top5', 'params', 'train_seconds'\]"
+
+BAD_INPUTS = [
+    # variants that do not fit name the ablation and the offending layer
+    ("without-flatten", lambda: variants((("flatten",), {})),
+     r"ablation 'bad' \(without flatten\) of zfnet: .*dense layer 'fc6' needs a flat input, got shape \(1, 1, 16\)"),
+    ("kernel-beyond-input", lambda: variants(((), {"conv5": {"kernel": 9}})),
+     r"ablation 'bad' \(conv5.kernel=9\).*layer 'conv5': effective kernel 9 .* larger than its padded input 5"),
+    ("unknown-layer", lambda: variants((("conv9",), {})), r"ablation 'bad'.*unknown layer of zfnet 'conv9'"),
+    ("edit-of-a-removed-layer", lambda: variants((("fc7", "relu7", "drop7"), {"fc7": {"features": 8}})),
+     r"unknown layer of zfnet-without-fc7-relu7-drop7 'fc7'"),
+    ("no-edits", lambda: variants((("fc7",),)),
+     r"ablation 'bad' must be \(model_without, model_edits\): a tuple of layer names and a dict"),
+    ("without-a-string", lambda: variants(("fc7", {})),
+     r"ablation 'bad' must be \(model_without, model_edits\).*got \('fc7', \{\}\)"),
+    ("edit-not-a-dict", lambda: variants(((), {"fc6": 4096})),
+     r"ablation 'bad' must be \(model_without, model_edits\).*got \(\(\), \{'fc6': 4096\}\)"),
+    ("unknown-field", lambda: variants(((), {"fc6": {"width": 8}})),
+     r"ablation 'bad'.*unknown field of layer 'fc6' 'width'"),
+    ("no-ablations", lambda: ablation.variant_configs(ablation.fashion_zfnet(**TINY), {}),
+     r"ablations must be a non-empty dict \{name: \(model_without, model_edits\)\}, got \{\}"),
+    ("base-not-a-config", lambda: ablation.variant_configs("zfnet", ablation.ABLATIONS),
+     r"expected a Config \(jaxvis.configs.get\), got str"),
+    # the tables of variants
+    ("two-conv-widths", lambda: ablation.paper_ablations((384, 384)),
+     r"conv_widths must be the 3 widths of conv3-5, got \(384, 384\)"),
+    ("zero-conv-width", lambda: ablation.paper_ablations((0, 384, 256)), r"conv3 width must be an integer >= 1, got 0"),
+    ("fractional-conv-width", lambda: ablation.paper_ablations((384, 38.4, 256)),
+     r"conv4 width must be an integer >= 1, got 38.4"),
+    ("hidden-one", lambda: ablation.paper_ablations(hidden=1),
+     r"hidden \(fc6-7 units; halved in a variant\) must be an integer >= 2, got 1"),
+    ("hidden-fraction", lambda: ablation.paper_ablations(hidden=40.96),
+     r"hidden \(fc6-7 units; halved in a variant\) must be an integer >= 2, got 40.96"),
+    ("ablations-for-mnist", lambda: ablation.ablations_for(models.build("mnist_cnn")),
+     r"unknown layer of mnist_cnn 'conv5'"),
+    ("describe-one-part", lambda: ablation.describe((("fc7",),)),
+     r"ablation must be \(model_without, model_edits\)"),
+    ("fashion-unknown-setting", lambda: ablation.fashion_zfnet(num_epoch=3),
+     r"unknown config setting 'num_epoch'.*Did you mean 'num_epochs'"),
+    # results
+    ("settings-not-a-config", lambda: ablation.settings({"model": "zfnet"}), r"expected a Config .*got dict"),
+    ("train-variant-not-a-config", lambda: ablation.train_variant("zfnet", "/nonexistent"),
+     r"expected a Config .*got str"),
+    ("table-no-rows", lambda: ablation.table_markdown({}), r"table_markdown needs at least one row, got none"),
+    ("table-row-lacks-columns", lambda: ablation.table_markdown({"v": {"ablation": "as is", "params": 3}}),
+     r"row 'v' must have " + COLUMNS + r" \(a row of run\); it lacks \['train_top1', 'test_top1', 'test_top5', "
+     r"'train_seconds'\]"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_value_error_saying_expected_and_given(call, message):
     with pytest.raises(ValueError, match=message):
-        ablation.variant_configs(ablation.fashion_zfnet(**TINY), {"good": ((), {}), "bad": bad})
+        call()
 
 
 def test_imagenet_ablations_are_the_papers_networks():

@@ -92,27 +92,64 @@ def test_figure_writes_a_png(setup, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
-@pytest.mark.parametrize("maps, snapshots, message", [
-    ({"relu1": [4]}, 1, "out of range"),
-    ({"relu1": [-1]}, 1, "out of range"),
-    ({"rellu1": [0]}, 1, "Did you mean 'relu1'"),
-    ({"fc5": [0]}, 1, "no spatial maps"),
-    ({"relu1": []}, 1, "non-empty"),
-    ({}, 1, "at least one layer"),
-    ({"relu1": [0]}, 0, "at least one"),
-])
-def test_bad_input_raises(setup, maps, snapshots, message):
-    model, all_snapshots, images, _ = setup
+M = models.build("mnist_cnn", widths=(4, 8), hidden=16)
+SNAPSHOTS = [(0, M.init(jax.random.key(0)))]
+IMAGES = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
+WIDER = models.build("mnist_cnn", widths=(8, 8), hidden=16).init(jax.random.key(0))  # conv1 has 8 maps, not 4
+
+
+def evolve(maps=None, snapshots=SNAPSHOTS, images=IMAGES, **kwargs):
+    return evolution.evolution(M, snapshots, images, {"relu1": [0]} if maps is None else maps, **kwargs)
+
+
+BAD_INPUTS = [
+    ("map-too-large", lambda: evolve({"relu1": [4]}),
+     r"map index of layer 'relu1' out of range: expected 0 <= .* < 4, got \[4\]"),
+    ("map-negative", lambda: evolve({"relu1": [0, -1]}),
+     r"map index of layer 'relu1' out of range: expected 0 <= .* < 4, got \[-1\]"),
+    ("map-fraction", lambda: evolve({"relu1": [0.5]}), r"map index of layer 'relu1' must be an integer, got float64"),
+    ("layer-typo", lambda: evolve({"rellu1": [0]}), r"unknown layer of mnist_cnn 'rellu1'.*Did you mean 'relu1'"),
+    ("dense-layer", lambda: evolve({"fc5": [0]}), r"layer 'fc5' of mnist_cnn has no spatial maps"),
+    ("no-maps-of-a-layer", lambda: evolve({"relu1": []}),
+     r"maps of layer 'relu1' must be a non-empty list of map indices, got \[\]"),
+    ("maps-matrix", lambda: evolve({"relu1": [[0, 1]]}),
+     r"maps of layer 'relu1' must be a non-empty list of map indices, got \[\[0, 1\]\]"),
+    ("no-layers", lambda: evolve({}), r"maps must name at least one layer, e.g. \{'relu1': \[0, 5\]\}; got none"),
+    ("maps-a-list", lambda: evolve(["relu1"]),
+     r"maps must be a dict \{layer: map indices\}, e.g. \{'relu1': \[0, 5\]\}; got list"),
+    ("no-snapshots", lambda: evolve(snapshots=[]), r"evolution needs at least one \(step, params\) snapshot, got none"),
+    ("snapshot-not-a-pair", lambda: evolve(snapshots=[SNAPSHOTS[0][1]]),
+     r"each snapshot must be a \(step, params\) pair, got dict"),
+    ("snapshot-of-a-triple", lambda: evolve(snapshots=[(0, SNAPSHOTS[0][1], "x")]),
+     r"each snapshot must be a \(step, params\) pair, got tuple of length 3"),
+    ("snapshot-of-another-architecture", lambda: evolve(snapshots=[SNAPSHOTS[0], ("other", WIDER)]),
+     r"the parameters of snapshot 'other' do not fit mnist_cnn: \['conv1'\]\['bias'\]: \(8,\) \(expected \(4,\)\)"),
+    ("batch-size-zero", lambda: evolve(batch_size=0), r"batch_size must be an integer >= 1, got 0"),
+    ("batch-size-fraction", lambda: evolve(batch_size=2.5), r"batch_size must be an integer >= 1, got 2.5"),
+    ("unknown-rule", lambda: evolve(rule="guidded"), r"unknown rule 'guidded'.*Did you mean 'guided'"),
+    ("progress-not-callable", lambda: evolve(progress=5), r"progress must be None or a callable, got int"),
+    ("no-images", lambda: evolve(images=IMAGES[:0]), r"evolution needs at least one image, got none"),
+    ("images-three-channels", lambda: evolve(images=np.zeros((2, 28, 28, 3), np.uint8)),
+     r"pixels must have 1 channels on their last axis \(NHWC\) for mnist_cnn, got shape \(2, 28, 28, 3\)"),
+    ("images-nan", lambda: evolve(images=np.full((2, 28, 28, 1), np.nan, np.float32)),
+     r"images must be finite, got 1568 non-finite values"),
+    ("images-generator", lambda: evolve(images=(i for i in IMAGES)),
+     r"images must be an array \(N, H, W, C\) or a jaxvis.data.Dataset, got generator"),
+    ("similarity-unknown-layer", lambda: evolution.filter_similarity(M, SNAPSHOTS, {"conv9": [0]}),
+     r"unknown layer of mnist_cnn 'conv9'"),
+    ("similarity-no-snapshots", lambda: evolution.filter_similarity(M, [], {"relu1": [0]}),
+     r"evolution needs at least one \(step, params\) snapshot, got none"),
+    ("progress-map-too-large", lambda: evolution.filter_progress(M, SNAPSHOTS, {"relu3": [8]}),
+     r"map index of layer 'relu3' out of range: expected 0 <= .* < 8, got \[8\]"),
+    ("progress-other-architecture", lambda: evolution.filter_progress(M, [(1, WIDER)], {"relu3": [0]}),
+     r"the parameters of snapshot 1 do not fit mnist_cnn"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_value_error_saying_expected_and_given(call, message):
     with pytest.raises(ValueError, match=message):
-        evolution.evolution(model, all_snapshots[:snapshots], images[:10], maps)
-
-
-def test_snapshot_of_another_architecture_raises(setup):
-    model, snapshots, images, _ = setup
-    other = {layer: dict(leaves) for layer, leaves in snapshots[0][1].items()}
-    other["conv1"]["kernel"] = np.zeros((3, 3, 1, 8), np.float32)  # conv1 of widths (8, 8)
-    with pytest.raises(ValueError, match="snapshot 'other'"):
-        evolution.evolution(model, [snapshots[0], ("other", other)], images[:10], {"relu1": [0]})
+        call()
 
 
 def test_inside_image_keeps_the_part_of_the_field_in_the_image():

@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from jaxvis import configs, data, train
+from jaxvis import _checks, configs, data, train
 from jaxvis._io import read_result, record_result
 from jaxvis.configs import Config
 
@@ -45,6 +45,11 @@ def paper_ablations(conv_widths: tuple[int, int, int] = (384, 384, 256), hidden:
     widened by 4/3, 8/3 and 2 (384, 384, 256 to 512, 1024, 512); and the doubled fc6-7
     with the widened conv3-5.
     """
+    if not isinstance(conv_widths, (tuple, list)) or len(conv_widths) != 3:
+        raise ValueError(f"conv_widths must be the 3 widths of conv3-5, got {conv_widths!r}")
+    for i, width in enumerate(conv_widths):
+        _checks.count(f"conv{i + 3} width", width)
+    _checks.count("hidden (fc6-7 units; halved in a variant)", hidden, minimum=2)
     c3, c4, c5 = conv_widths
     wide_conv = {"conv3": {"features": c3 * 4 // 3}, "conv4": {"features": c4 * 8 // 3},
                  "conv5": {"features": c5 * 2}}
@@ -85,8 +90,26 @@ def fashion_zfnet(**overrides) -> Config:
     return configs.replace(base, **overrides)
 
 
+def _check_ablation(what: str, ablation) -> None:
+    """Raise unless ``ablation`` is ``(layer names, {layer: {field: value}})``."""
+    ok = isinstance(ablation, tuple) and len(ablation) == 2
+    if ok:
+        without, edits = ablation
+        ok = (isinstance(without, (tuple, list)) and all(isinstance(n, str) for n in without)
+              and isinstance(edits, Mapping) and all(isinstance(v, Mapping) for v in edits.values()))
+    if not ok:
+        raise ValueError(f"{what} must be (model_without, model_edits): a tuple of layer names and a dict "
+                         f"{{layer: {{field: value}}}}, got {ablation!r}")
+
+
+def _check_config(config) -> None:
+    if not isinstance(config, Config):
+        raise ValueError(f"expected a Config (jaxvis.configs.get), got {type(config).__name__}")
+
+
 def describe(ablation: Ablation) -> str:
     """``without conv3, relu3; fc6.features=2048`` (or ``as is``)."""
+    _check_ablation("ablation", ablation)
     without, edits = ablation
     parts = [f"without {', '.join(without)}"] if without else []
     parts += [f"{layer}.{key}={value}" for layer, change in edits.items() for key, value in change.items()]
@@ -101,10 +124,12 @@ def variant_configs(base: Config, ablations: Mapping[str, Ablation]) -> dict[str
         that do not fit; the message names the ablation and the offending layer. All
         variants are checked before any is trained.
     """
+    _check_config(base)
+    if not isinstance(ablations, Mapping) or not ablations:
+        raise ValueError(f"ablations must be a non-empty dict {{name: (model_without, model_edits)}}, got {ablations!r}")
     out = {}
     for name, ablation in ablations.items():
-        if not isinstance(ablation, tuple) or len(ablation) != 2:
-            raise ValueError(f"ablation {name!r} must be (model_without, model_edits), got {ablation!r}")
+        _check_ablation(f"ablation {name!r}", ablation)
         without, edits = ablation
         try:
             out[name] = configs.replace(base, model_without=tuple(without),
@@ -116,6 +141,7 @@ def variant_configs(base: Config, ablations: Mapping[str, Ablation]) -> dict[str
 
 def settings(config: Config) -> dict[str, Any]:
     """What defines a variant's result, as JSON values (tuples become lists)."""
+    _check_config(config)
     kept = {k: v for k, v in dataclasses.asdict(config).items() if k not in train.RUN_SETTINGS}
     return json.loads(json.dumps(kept))
 
@@ -130,6 +156,7 @@ def train_variant(config: Config, workdir, *, data_dir=None, progress: bool = Tr
     its last part), ``seconds`` (that call, with the data and the evaluations), ``step``,
     ``model``. ``train_split``: the opened training split, to share between variants.
     """
+    _check_config(config)
     workdir = Path(workdir)
     result_path = workdir / RESULT_FILE
     wanted = settings(config)
@@ -173,6 +200,13 @@ def run(base: Config, ablations: Mapping[str, Ablation], workdir, *, data_dir=No
 
 def table_markdown(rows: Mapping[str, Mapping[str, Any]]) -> str:
     """Table 3's layout: error rates in %, as the paper gives them, and the parameter count."""
+    needed = ("ablation", "train_top1", "test_top1", "test_top5", "params", "train_seconds")
+    if not rows:
+        raise ValueError("table_markdown needs at least one row, got none")
+    for name, r in rows.items():
+        missing = [k for k in needed if k not in r]
+        if missing:
+            raise ValueError(f"row {name!r} must have {list(needed)} (a row of run); it lacks {missing}")
     lines = ["| variant | ablation | train top-1 error % | test top-1 error % | test top-5 error % | parameters | "
              "training time (s) |", "|---|---|---|---|---|---|---|"]
     for name, r in rows.items():

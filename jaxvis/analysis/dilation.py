@@ -1,6 +1,6 @@
 """Dilation factors of a CNN, fixed and learned, and measures of what a class representation looks like.
 
-Issue 8 (the dilation study, ``scripts/dilation_study.py``). A convolution with dilation
+The parts of the dilation study (``scripts/dilation_study.py``). A convolution with dilation
 ``d`` reads its ``k x k`` taps ``d`` pixels apart (Yu & Koltun, ICLR 2016): the same
 parameters see a ``(k - 1) d + 1`` wide window. This module holds the study's reusable parts:
 
@@ -51,6 +51,7 @@ from jaxvis.configs import Config
 from jaxvis.models import Model, Params
 
 DILATIONS = (1, 2, 3, 4)
+PICK_ENUMERATION = 10 ** 7  # pick_agreement_p's exact enumeration: 4 options by 11 seeds fit
 
 
 # ---------------------------------------------------------------------------------------
@@ -101,6 +102,18 @@ def check_dilations(model: Model, dilations: Sequence[int], layers: Sequence[str
 # The mixture of dilations
 
 
+def _check_mixture(kernel_HWIO, weights_D, dilations) -> None:
+    """Raise unless ``kernel`` is an odd HWIO kernel and ``weights`` has one weight per factor."""
+    if np.ndim(kernel_HWIO) != 4 or any(k % 2 == 0 for k in np.shape(kernel_HWIO)[:2]):
+        raise ValueError(f"kernel must be HWIO with odd height and width, got shape {np.shape(kernel_HWIO)}")
+    if not len(dilations) or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1
+                                     for d in dilations):
+        raise ValueError(f"dilations must be integers >= 1, at least one, got {tuple(dilations)!r}")
+    if np.shape(weights_D) != (len(dilations),):
+        raise ValueError(f"weights must have shape ({len(dilations)},), one per dilation factor, "
+                         f"got {np.shape(weights_D)}")
+
+
 def _same_padding(kernel: tuple[int, int], dilation: int) -> L.Padding:
     return tuple((dilation * (k // 2),) * 2 for k in kernel)
 
@@ -111,6 +124,9 @@ def mixture_conv2d(x_NHWC, kernel_HWIO, bias_O, weights_D, dilations: Sequence[i
     The reference form: one convolution per factor, each with the padding that keeps the
     map size (odd kernels, stride 1). Returns ``(N, H, W, O)``.
     """
+    _check_mixture(kernel_HWIO, weights_D, dilations)
+    if np.shape(bias_O) != np.shape(kernel_HWIO)[3:]:
+        raise ValueError(f"bias must have shape {np.shape(kernel_HWIO)[3:]}, one per output, got {np.shape(bias_O)}")
     y = sum(w * L.conv2d(x_NHWC, kernel_HWIO, None, padding=_same_padding(kernel_HWIO.shape[:2], d),
                          dilation=(d, d)) for w, d in zip(weights_D, dilations))
     return y + bias_O.reshape(1, 1, 1, -1)
@@ -124,6 +140,7 @@ def expand_kernel(kernel_HWIO, weights_D, dilations: Sequence[int]):
     weight; the centre tap is shared by all factors. A convolution with it and padding
     ``max(d) * (k // 2)`` equals the mixture. Returns ``(K, K', I, O)``.
     """
+    _check_mixture(kernel_HWIO, weights_D, dilations)
     kh, kw = kernel_HWIO.shape[:2]
     top = max(dilations)
     big = jnp.zeros(((kh - 1) * top + 1, (kw - 1) * top + 1, *kernel_HWIO.shape[2:]), kernel_HWIO.dtype)
@@ -154,6 +171,8 @@ class LearnedDilation:
     layers: tuple[str, ...] | None = None
 
     def __post_init__(self):
+        if not isinstance(self.base, Model):
+            raise ValueError(f"LearnedDilation needs a Model as base, got {type(self.base).__name__}")
         layers = check_dilations(self.base, self.dilations, self.layers)
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
         object.__setattr__(self, "layers", layers)
@@ -181,11 +200,17 @@ class LearnedDilation:
     def init(self, key: jax.Array) -> Params:
         """The base's initialization (the same kernels as any fixed factor from ``key``)
         and zero logits: every factor starts with the same weight."""
+        _checks.prng_key("key", key)
         return {"network": self.base.init(key),
                 "logits": {name: jnp.zeros(len(self.dilations), jnp.float32) for name in self.layers}}
 
     def weights(self, params: Params, temperature: float = 1.0) -> dict[str, jax.Array]:
         """Each mixed layer's weights over ``dilations``, ``(D,)``."""
+        _checks.number("temperature", temperature, 0.0, above=True)
+        logits = params.get("logits") if isinstance(params, dict) else None
+        if not isinstance(logits, dict) or sorted(logits) != sorted(self.layers):
+            raise ValueError(f"params must be LearnedDilation parameters with logits for {list(self.layers)}, got "
+                             f"{type(params).__name__} with logits for {sorted(logits) if isinstance(logits, dict) else None}")
         return {name: jax.nn.softmax(params["logits"][name] / temperature) for name in self.layers}
 
     def expand(self, params: Params, temperature: float = 1.0) -> Params:
@@ -202,6 +227,7 @@ class LearnedDilation:
 
     def picks(self, params: Params) -> dict[str, int]:
         """Each mixed layer's strongest factor (the first on ties)."""
+        self.weights(params)
         return {name: self.dilations[int(np.argmax(np.asarray(params["logits"][name])))] for name in self.layers}
 
     def edits(self, picks: dict[str, int]) -> dict[str, dict[str, Any]]:
@@ -238,14 +264,18 @@ class Search:
     record_every: int = 10
 
     def __post_init__(self):
-        if not 0 <= self.fraction <= 1:
-            raise ValueError(f"search fraction must be in [0, 1], got {self.fraction!r}")
-        if len(self.temperature) != 2 or min(self.temperature) <= 0:
+        _checks.annotated_fields(self)
+        _checks.number("search fraction", self.fraction, 0.0, 1.0)
+        if not isinstance(self.temperature, (tuple, list)) or len(self.temperature) != 2:
             raise ValueError(f"temperature must be (start, end), both > 0, got {self.temperature!r}")
-        _checks.positive("entropy_weight", self.entropy_weight, strict=False)
-        _checks.positive("learning_rate", self.learning_rate)
-        if not isinstance(self.record_every, int) or self.record_every < 1:
-            raise ValueError(f"record_every must be an integer >= 1, got {self.record_every!r}")
+        for t in self.temperature:
+            _checks.number("temperature (start, end)", t, 0.0, above=True)
+        _checks.number("entropy_weight", self.entropy_weight, 0.0)
+        _checks.number("learning_rate", self.learning_rate, 0.0, above=True)
+        _checks.count("record_every", self.record_every)
+        if not isinstance(self.dilations, (tuple, list)) or not self.dilations or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in self.dilations):
+            raise ValueError(f"dilations must be integers >= 1, at least one, got {self.dilations!r}")
 
     def temperature_at(self, step, search_steps: int):
         """``T0 * (T1 / T0) ** (step / search_steps)``."""
@@ -272,6 +302,10 @@ def train_learned(config: Config, workdir, search: Search = Search(), *, data_di
       ``temperature`` reached), and the weights (temperature 1) every
       ``search.record_every`` steps of the search.
     """
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a Config (jaxvis.configs.get), got {type(config).__name__}")
+    if not isinstance(search, Search):
+        raise ValueError(f"search must be a Search, got {type(search).__name__}")
     learned = LearnedDilation(config.build_model(), search.dilations)
     train_ds = data.open_dataset(config.dataset, config.train_split, data_dir=data_dir, image_size=config.image_size)
     eval_ds = data.open_dataset(config.dataset, config.eval_split, data_dir=data_dir, image_size=config.image_size)
@@ -399,15 +433,40 @@ def _normalized(maps_NHW) -> jax.Array:
     return maps_NHW / jnp.where(total_N11 > 0, total_N11, 1.0)
 
 
-@jax.jit
+def _check_maps(maps_NHW, minimum: int = 1) -> None:
+    """Raise unless ``maps`` are non-negative finite maps ``(N, H, W)``, at least ``minimum`` pixels a side."""
+    if np.ndim(maps_NHW) != 3 or not np.shape(maps_NHW)[0] or min(np.shape(maps_NHW)[1:]) < minimum:
+        raise ValueError(f"maps must be saliency maps (N, H, W) with N >= 1 and H, W >= {minimum}, got shape "
+                         f"{np.shape(maps_NHW)}")
+    _checks.finite(maps_NHW, "maps")
+    if _checks.is_concrete(maps_NHW) and np.min(maps_NHW) < 0:
+        raise ValueError(f"maps must be non-negative (a saliency map's magnitude), got a minimum of "
+                         f"{float(np.min(maps_NHW)):.3g}")
+
+
 def stroke_mass(maps_NHW, pixels_NHW, threshold: float = 0.5) -> jax.Array:
     """The share of each map's mass on stroke pixels (``pixels > threshold``), ``(N,)``."""
+    _check_maps(maps_NHW)
+    if np.shape(pixels_NHW) != np.shape(maps_NHW):
+        raise ValueError(f"pixels must have the maps' shape {np.shape(maps_NHW)}, got {np.shape(pixels_NHW)}")
+    _checks.finite(pixels_NHW, "pixels")
+    _checks.number("threshold", threshold)
+    return _stroke_mass(maps_NHW, pixels_NHW, threshold)
+
+
+@jax.jit
+def _stroke_mass(maps_NHW, pixels_NHW, threshold):
     return jnp.sum(_normalized(maps_NHW) * (pixels_NHW > threshold), axis=(1, 2))
 
 
-@jax.jit
 def spread(maps_NHW) -> jax.Array:
     """Mean distance (pixels) from each map's centroid, weighted by the map, ``(N,)``."""
+    _check_maps(maps_NHW)
+    return _spread(maps_NHW)
+
+
+@jax.jit
+def _spread(maps_NHW):
     q_NHW = _normalized(maps_NHW)
     h, w = q_NHW.shape[1:]
     rows_H, cols_W = jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32)
@@ -418,10 +477,15 @@ def spread(maps_NHW) -> jax.Array:
     return jnp.sum(q_NHW * distance_NHW, axis=(1, 2))
 
 
-@jax.jit
 def entropy(maps_NHW) -> jax.Array:
     """Shannon entropy (bits) of each map as a distribution over pixels, ``(N,)``;
     ``log2(H W)`` for a flat map, 0 for a single pixel."""
+    _check_maps(maps_NHW)
+    return _entropy(maps_NHW)
+
+
+@jax.jit
+def _entropy(maps_NHW):
     q_NP = _normalized(maps_NHW).reshape(np.shape(maps_NHW)[0], -1)
     return jax.vmap(entropy_of)(q_NP) / jnp.log(2.0)
 
@@ -434,11 +498,16 @@ def _correlation(a_NP, b_NP) -> jax.Array:
     return jnp.where(scale_N > 0, jnp.sum(a_NP * b_NP, axis=1) / jnp.where(scale_N > 0, scale_N, 1.0), 0.0)
 
 
-@jax.jit
 def neighbour_correlation(maps_NHW) -> jax.Array:
     """How smooth each map is: the mean of the correlations of every pixel with its right
     and with its lower neighbour, ``(N,)``. 1 for a ramp, about 0 for noise, -1 for a
     checkerboard; dilation's gridding (isolated pixels on a lattice) pulls it down."""
+    _check_maps(maps_NHW, minimum=2)
+    return _neighbour_correlation(maps_NHW)
+
+
+@jax.jit
+def _neighbour_correlation(maps_NHW):
     maps_NHW = jnp.asarray(maps_NHW, jnp.float32)
     n = maps_NHW.shape[0]
     right_N = _correlation(maps_NHW[:, :, :-1].reshape(n, -1), maps_NHW[:, :, 1:].reshape(n, -1))
@@ -459,7 +528,20 @@ def representations(model: Model, params: Params, images_NHWC, labels_N, *, stro
     measures are taken on each class model's magnitude (largest over channels).
     ``class_model_steps`` replaces the preset's number of steps.
     """
-    pixels_NHWC = np.asarray(images_NHWC, np.float32) / (255.0 if np.asarray(images_NHWC).dtype == np.uint8 else 1.0)
+    images = np.asarray(images_NHWC)
+    if images.dtype != np.uint8 and images.dtype.kind != "f":
+        raise ValueError(f"images must be uint8 in [0, 255] or pixels in [0, 1], got dtype {images.dtype}")
+    pixels_NHWC = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+    _checks.images(pixels_NHWC, model.input_shape)
+    if not len(pixels_NHWC) or pixels_NHWC.min() < 0 or pixels_NHWC.max() > 1:
+        raise ValueError(f"images must be at least one image of pixels in [0, 1] (or uint8), got shape "
+                         f"{pixels_NHWC.shape}" + (f" with values from {pixels_NHWC.min():.3g} to "
+                                                   f"{pixels_NHWC.max():.3g}" if len(pixels_NHWC) else ""))
+    labels_N = _checks.labels(labels_N, len(pixels_NHWC), model.num_classes)
+    _checks.number("stroke_threshold", stroke_threshold, 0.0, 1.0)
+    _checks.count("deletion_steps", deletion_steps)
+    _checks.count("class_model_steps", class_model_steps, optional=True)
+    _checks.choice("class_model_preset", class_model_preset, synthesis.PRESETS)
     x_NHWC = model.normalize(pixels_NHWC)
     labels_N = jnp.asarray(labels_N, jnp.int32)
     maps_NHW = saliency.saliency(model, params, x_NHWC, labels_N)
@@ -486,8 +568,12 @@ MEASURES = ("stroke_mass", "spread", "entropy", "neighbour_correlation", "deleti
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), same order."""
-    p = np.asarray(p_values, np.float64)
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), same order; a
+    NaN (a test that could not run) stays NaN."""
+    p = np.asarray(p_values)
+    if p.ndim != 1 or not p.size or p.dtype.kind not in "iuf" or not np.all(np.isnan(p) | ((p >= 0) & (p <= 1))):
+        raise ValueError(f"p_values must be a non-empty list of p-values in [0, 1] (or NaN), got {p.tolist()!r}")
+    p = p.astype(np.float64)
     order = np.argsort(p, kind="stable")
     m = len(p)
     adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
@@ -500,7 +586,17 @@ def pick_agreement_p(counts: Sequence[int], options: int) -> float:
     """P(the most common choice is made at least ``max(counts)`` times) when each of
     ``sum(counts)`` seeds chooses uniformly among ``options`` (exact, by enumeration): how
     surprising the seeds' agreement on a factor would be if the search picked at random."""
+    _checks.count("options", options)
+    if not isinstance(counts, Sequence) or not counts:
+        raise ValueError(f"counts must be a non-empty list of integers >= 0 (seeds per choice), got {counts!r}")
+    for c in counts:
+        _checks.count("each count (seeds per choice)", c, minimum=0)
+    if len(counts) > options:
+        raise ValueError(f"counts has {len(counts)} entries; expected at most one per option ({options})")
     n, top = int(sum(counts)), max(counts)
+    if options ** n > PICK_ENUMERATION:
+        raise ValueError(f"{sum(counts)} seeds over {options} options make {options}**{n} choices to enumerate; "
+                         f"expected at most {PICK_ENUMERATION:.0e}")
     choices_CN = np.array(list(itertools.product(range(options), repeat=n))).reshape(-1, n)
     most_C = np.stack([np.sum(choices_CN == o, axis=1) for o in range(options)]).max(axis=0)
     return float(np.mean(most_C >= top))

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import jax
 import numpy as np
 
-from jaxvis import _checks, topk
+from jaxvis import _checks, rules, topk
 from jaxvis.models import Model, Params
 
 
@@ -68,12 +68,15 @@ def _batches(images, batch_size: int) -> Iterator:
 
 def _check_maps(model: Model, maps: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
     """``maps`` as integer arrays, after checking every layer and index."""
+    if not isinstance(maps, Mapping):
+        raise ValueError(f"maps must be a dict {{layer: map indices}}, e.g. {{'relu1': [0, 5]}}; got "
+                         f"{type(maps).__name__}")
     if not maps:
         raise ValueError("maps must name at least one layer, e.g. {'relu1': [0, 5]}; got none")
     checked = {}
     for layer, ids in maps.items():
         model.check_layer(layer, spatial=True)
-        ids = np.asarray(list(ids))
+        ids = np.atleast_1d(np.asarray(list(ids) if isinstance(ids, (range, tuple)) else ids))
         if ids.ndim != 1 or not ids.size:
             raise ValueError(f"maps of layer {layer!r} must be a non-empty list of map indices, got {ids.tolist()}")
         _checks.index(f"map index of layer {layer!r}", ids, model.shapes[layer][-1])
@@ -84,6 +87,11 @@ def _check_maps(model: Model, maps: Mapping[str, Sequence[int]]) -> dict[str, np
 def _check_snapshots(model: Model, snapshots: Sequence[tuple[int, Params]]) -> None:
     if not snapshots:
         raise ValueError("evolution needs at least one (step, params) snapshot, got none")
+    for snapshot in snapshots:
+        if not isinstance(snapshot, (tuple, list)) or len(snapshot) != 2:
+            raise ValueError(f"each snapshot must be a (step, params) pair, got {type(snapshot).__name__}"
+                             + (f" of length {len(snapshot)}" if isinstance(snapshot, (tuple, list)) else ""))
+
     def shapes(tree) -> dict[str, tuple[int, ...]]:
         return {jax.tree_util.keystr(path): tuple(np.shape(leaf))
                 for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
@@ -118,6 +126,12 @@ def evolution(model: Model, snapshots: Sequence[tuple[int, Params]], images, map
     """
     _check_snapshots(model, snapshots)
     maps = _check_maps(model, maps)
+    _checks.count("batch_size", batch_size)
+    _checks.choice("rule", rule, rules.RULES)
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be None or a callable, got {type(progress).__name__}")
+    if not hasattr(images, "__len__") or not hasattr(images, "__getitem__"):
+        raise ValueError(f"images must be an array (N, H, W, C) or a jaxvis.data.Dataset, got {type(images).__name__}")
     if len(images) == 0:
         raise ValueError("evolution needs at least one image, got none")
     keys = ("value", "image", "row", "col", "projection", "patch", "window")
