@@ -274,4 +274,4 @@ def project_explicit(model: Model, params: Params, x_HWC, layer: str, select: Se
             _, norm_vjp = jax.vjp(lambda v, s=spec: L.local_response_norm(v, *s.lrn), below)
             (signal,) = norm_vjp(signal)
         # dropout is the identity at analysis time
-    return signal[0]
+    return jnp.where(select.valid(act.shape), signal[0], jnp.nan)  # as project: traced indices go unchecked

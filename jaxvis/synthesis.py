@@ -311,6 +311,8 @@ class Synthesis:
 def paper_scale(model: Model) -> jax.Array:
     """``255 * std`` per channel, shaped ``(1, 1, C)``: a normalized input times this is in
     the papers' units."""
+    if not isinstance(model, Model):
+        raise ValueError(f"paper_scale needs a Model, got {type(model).__name__}")
     return PIXEL_SCALE * jnp.asarray(model.std, jnp.float32).reshape(1, 1, -1)
 
 

@@ -130,6 +130,8 @@ def test_traced_out_of_range_selections_project_to_nan_not_to_zero():
     assert np.isnan(np.asarray(got[1:])).all()
     rows = jax.vmap(lambda r: project(model, params, xs[0], "pool1", Select.unit(2, r, 3)))(jnp.array([13, 14]))
     assert np.isfinite(np.asarray(rows[0])).all() and np.isnan(np.asarray(rows[1])).all()
+    explicit = jax.jit(lambda c: project_explicit(model, params, xs[0], "relu4", Select.strongest(c)))
+    assert np.isnan(np.asarray(explicit(jnp.int32(8)))).all() and np.isfinite(np.asarray(explicit(jnp.int32(7)))).all()
 
 
 def test_backward_bytes_hand_counted():

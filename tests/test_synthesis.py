@@ -358,6 +358,7 @@ BAD_INPUTS = [
     ("penalty-settings-dict", lambda: synthesis.penalty({"l2": 1.0}, U), r"s must be Settings .*got dict"),
     ("project-gradient-shape", lambda: synthesis.project(S, U, U[..., :1], 0, 0.0, 1.0),
      r"grad_HWC must have the image's shape \(7, 9, 3\), got \(7, 9, 1\)"),
+    ("paper-scale-not-a-model", lambda: synthesis.paper_scale("mnist_cnn"), r"paper_scale needs a Model, got str"),
     ("item-bytes-unknown-layer", lambda: synthesis.item_bytes(M, "relu8"), r"unknown layer of mnist_cnn 'relu8'"),
 ]
 
