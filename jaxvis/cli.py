@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxvis import _io, checkpoint, data, models, weights
+from jaxvis import _io, checkpoint, classes, data, images, models, weights
 from jaxvis.models import Model, Params
 
 
@@ -86,7 +86,6 @@ def open_network(args: argparse.Namespace) -> tuple[Model, Params, dict]:
         return checkpoint.restore_model(args.checkpoint)
     if not getattr(args, "model", None):
         raise SystemExit("give --weights FILE with --model NAME")
-    from jaxvis import images
     args.checkpoint = None
     preset = args.preset or images.preset_for_weights(given)
     images.check_preset(preset, given)
@@ -137,9 +136,8 @@ def open_inputs(args: argparse.Namespace, model: Model, choose=None) -> Inputs:
     one-channel model), else the examples of ``--dataset`` that ``choose(labels_N)``
     picks (an index array; default all)."""
     if getattr(args, "image", None):
-        from jaxvis import images
         photos = images.load(images.find(args.image), getattr(args, "preset", None) or "whole",
-                             size=tuple(model.input_shape[:2]))
+                             size=tuple(model.input_shape[:2]), min_size=min(32, *model.input_shape[:2]))
         pixels = np.asarray(photos.pixels_NHWC, np.float32)
         if model.input_shape[-1] == 1:  # a grey network (MNIST) sees the photos' luminance
             pixels = pixels @ np.asarray([[0.299], [0.587], [0.114]], np.float32)
@@ -154,7 +152,6 @@ def open_inputs(args: argparse.Namespace, model: Model, choose=None) -> Inputs:
 def class_names(args: argparse.Namespace, model: Model, card: dict | None = None):
     """The :class:`jaxvis.classes.ClassNames` of the model's outputs (from ``--dataset``,
     else the checkpoint card's dataset)."""
-    from jaxvis import classes
     dataset = None if getattr(args, "image", None) else getattr(args, "dataset", None)
     return classes.for_model(model, dataset or (card or {}).get("dataset"))
 
@@ -263,13 +260,18 @@ USER_ERRORS = (ValueError, OSError, FloatingPointError)
 
 def run(main) -> None:
     """Run a script's ``main()``. A user error (:data:`USER_ERRORS`) ends it with its message
-    and exit status 1 instead of a traceback; set ``JAXVIS_TRACEBACK=1`` to see the traceback."""
+    and exit status 1 instead of a traceback; set ``JAXVIS_TRACEBACK=1`` to see the traceback.
+    A script's own ``SystemExit("message")`` ends it with the same ``error: message`` line."""
     try:
         main()
     except USER_ERRORS as err:
         if os.environ.get("JAXVIS_TRACEBACK"):
             raise
         raise SystemExit(f"error: {_describe(err)}") from None
+    except SystemExit as err:  # argparse exits with a status number (after its message), left as is
+        if isinstance(err.code, str) and not err.code.startswith("error: "):
+            raise SystemExit(f"error: {err.code}") from None
+        raise
 
 
 def _describe(err: BaseException) -> str:

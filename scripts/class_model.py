@@ -35,6 +35,9 @@ def main(argv=None) -> None:
     parser.add_argument("--scale-learning-rate", type=float, default=1.0,
                         help="multiply each preset's learning rate (the papers' rates suit their networks' "
                              "gradients); outputs are then named class_models_lr_x<FACTOR>")
+    parser.add_argument("--init-std", type=float, default=0.0,
+                        help="start from Gaussian noise of this standard deviation (paper units) instead of the "
+                             "mean image, where a network's first ReLUs may all be off")
     parser.add_argument("--memory-budget", type=float, default=2e9,
                         help="bytes per call: the classes are optimized in chunks that fit")
     args = parser.parse_args(argv)
@@ -50,7 +53,8 @@ def main(argv=None) -> None:
         start = time.time()
         s = synthesis.settings(preset, **overrides)
         s = synthesis.settings(s, learning_rate=s.learning_rate * args.scale_learning_rate)
-        run, probs = synthesis.class_models(model, params, classes, preset=s, memory_budget=args.memory_budget)
+        run, probs = synthesis.class_models(model, params, classes, preset=s, init_std=args.init_std,
+                                              memory_budget=args.memory_budget)
         images[preset], probabilities[preset] = np.asarray(run.images), np.asarray(probs)
         rounded = [round(float(p), 4) for p in probs]
         report[preset] = {"probabilities": rounded, "steps": s.steps,

@@ -59,7 +59,8 @@ def main(argv=None) -> None:
         else (images[:count - i * args.batch_size] for i, (images, _) in
               zip(range(-(-count // args.batch_size)), dataset.batches(args.batch_size)))
     batches = tqdm(batches, total=-(-count // args.batch_size), desc="top-k", unit="batch")
-    tops = topk.top_k(model, params, batches, layers, k=args.k, one_per_image=not args.all_positions)
+    k = args.k if args.all_positions else min(args.k, count)  # one per image: no more than the images
+    tops = topk.top_k(model, params, batches, layers, k=k, one_per_image=not args.all_positions)
     rng = np.random.default_rng(args.seed)
     sections = []
     first_conv = next(layer for layer in model.layers if layer.kind == "conv")
@@ -83,7 +84,7 @@ def main(argv=None) -> None:
     index = out / "index.html"
     body = "\n".join(f"<h2>{html.escape(title)}</h2><img src='{p.name}'>" for title, p in sections)
     index.write_text(f"<!doctype html><title>{html.escape(model.name)} deconvnet</title>"
-                     f"<h1>{html.escape(model.name)}: top-{args.k} activations, {count} images of "
+                     f"<h1>{html.escape(model.name)}: top-{k} activations, {count} images of "
                      f"{html.escape(source)}</h1>\n{body}\n")
     for _, p in sections:
         print(f"wrote {p}")

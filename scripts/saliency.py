@@ -37,6 +37,8 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=cli.count, default=28, help="points on each deletion/insertion curve")
     parser.add_argument("--occlusion-patch", type=cli.count, help="default: a seventh of the image (4 on 28x28)")
     parser.add_argument("--occlusion-stride", type=cli.count, help="default: half the patch")
+    parser.add_argument("--methods", nargs="+", default=list(saliency.METHODS), choices=saliency.METHODS,
+                        help="the gradient-family methods (default: all)")
     parser.add_argument("--no-occlusion", action="store_true")
     parser.add_argument("--no-controls", action="store_true", help="leave out the two control maps")
     parser.add_argument("--seed", type=int, default=0, help="SmoothGrad's noise and the random control map")
@@ -52,7 +54,7 @@ def main(argv=None) -> None:
     y, target = cli.targets(args, names, inputs.labels_N, probs)
     key = jax.random.key(args.seed)
 
-    maps = saliency.method_maps(model, params, x, y, key=key)
+    maps = saliency.method_maps(model, params, x, y, args.methods, key=key)
     if not args.no_occlusion:
         black = saliency.black(model, x[:1])[0, 0, 0]
         patch, stride = cli.occluder(model.input_shape[:2], args.occlusion_patch, args.occlusion_stride, 2)
@@ -61,7 +63,7 @@ def main(argv=None) -> None:
     by_class = inputs.labels_N is not None and args.target is None
     shown = cli.first_per_class(y, 1, model.num_classes)[:args.num_images] if by_class \
         else np.arange(min(args.num_images, len(y)))
-    boxes = jax.vmap(saliency.localization_box)(maps["gradient"][shown])
+    boxes = jax.vmap(saliency.localization_box)(maps["gradient"][shown]) if "gradient" in maps else None
     paths = [out / "methods.png", out / "curves.png", out / "faithfulness.md", out / "faithfulness.json"]
     plots.save(saliency_plots.methods_grid(model, x[shown], {m: v[shown] for m, v in maps.items()},
                                            [f"{inputs.names[i]}\n{names.name(y[i])}" for i in shown], boxes), paths[0])
