@@ -7,6 +7,12 @@ so a new architecture, ablation or dilation setting is a new tuple, not new code
 ``Model.apply(params, x, rule=...)`` is the only door into a network. It returns
 ``(logits, trace)``: ``trace.activations`` maps every layer name to its output and
 ``trace.switches`` maps every max-pool name to its switches (Zeiler & Fergus Sec. 2.1).
+
+torchvision's AlexNet and VGG end their convolutional part with an adaptive average
+pool (to 6x6 and 7x7), so they take any input size with the same parameters; so do
+:func:`alexnet`, :func:`vgg16` and :func:`vgg19` here (``input_size=(h, w)`` or
+:meth:`Model.with_input_size`). ZFNet and the MNIST network, as published, have none:
+their first dense layer's size follows from the input size.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import dataclasses
 import functools
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax
@@ -26,8 +32,9 @@ import numpy as np
 
 from jaxvis import _checks, layers as L, rules
 
-KINDS = ("conv", "relu", "max_pool", "lrn", "flatten", "dense", "dropout")
-SPATIAL_KINDS = ("conv", "relu", "max_pool", "lrn")
+KINDS = ("conv", "relu", "max_pool", "lrn", "adaptive_avg_pool", "flatten", "dense", "dropout")
+SPATIAL_KINDS = ("conv", "relu", "max_pool", "lrn")  # the sliding-window part: units have receptive fields
+CHANNEL_ORDERS = ("RGB", "BGR")
 Params = dict[str, Any]
 
 
@@ -49,7 +56,8 @@ class Layer:
     """One layer of a network: its kind, name and geometry.
 
     ``features`` is the output width of conv and dense layers. ``lrn`` holds
-    ``(size, alpha, beta, k)`` of a local response normalization layer.
+    ``(size, alpha, beta, k)`` of a local response normalization layer, ``output_size``
+    the ``(height, width)`` an adaptive average pool gives.
     """
 
     kind: str
@@ -63,6 +71,10 @@ class Layer:
     ceil_mode: bool = False
     rate: float = 0.0
     lrn: tuple[int, float, float, float] = (5, 1e-4, 0.75, 2.0)
+    output_size: tuple[int, int] = (1, 1)
+
+    def __post_init__(self):
+        _checks.annotated_fields(self)
 
     @property
     def has_params(self) -> bool:
@@ -90,6 +102,13 @@ def max_pool(name: str, kernel=2, stride=None, padding=0, ceil_mode: bool = Fals
 
 def lrn(name: str, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> Layer:
     return Layer("lrn", name, lrn=(size, alpha, beta, k))
+
+
+def adaptive_avg_pool(name: str = "avgpool", output_size=7) -> Layer:
+    """PyTorch's ``AdaptiveAvgPool2d``: maps of any size averaged to ``output_size``
+    (see :func:`jaxvis.layers.adaptive_avg_pool`). Not a sliding window: receptive
+    fields stop before it."""
+    return Layer("adaptive_avg_pool", name, output_size=_pair(output_size))
 
 
 def flatten(name: str = "flatten") -> Layer:
@@ -128,6 +147,10 @@ class ReceptiveField:
 
 
 def _check_layers(layers: Sequence[Layer]) -> None:
+    for layer in layers:
+        if not isinstance(layer, Layer):
+            raise ValueError(f"layers must be Layer descriptions (jaxvis.models.conv, relu, ...), "
+                             f"got {type(layer).__name__} {layer!r}")
     names = [layer.name for layer in layers]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -136,17 +159,13 @@ def _check_layers(layers: Sequence[Layer]) -> None:
         _checks.choice(f"layer kind (layer {layer.name!r})", layer.kind, KINDS)
         if layer.has_params and layer.features < 1:
             raise ValueError(f"layer {layer.name!r} needs features >= 1, got {layer.features}")
-        if min(layer.dilation) < 1:
-            raise ValueError(f"layer {layer.name!r}: dilation must be >= 1, got {layer.dilation}")
-        if min(layer.stride) < 1:
-            raise ValueError(f"layer {layer.name!r}: stride must be >= 1, got {layer.stride}")
-        if layer.kind in ("conv", "max_pool"):
-            if min(layer.kernel) < 1:
-                raise ValueError(f"layer {layer.name!r}: kernel must be >= 1, got {layer.kernel}")
-            if min(min(p) for p in layer.padding) < 0:
-                raise ValueError(f"layer {layer.name!r}: padding must be >= 0, got {layer.padding}")
+        for field in ("dilation", "stride", "kernel", "output_size"):
+            L.as_pair(f"layer {layer.name!r}: {field}", getattr(layer, field))
+        L.as_padding(f"layer {layer.name!r}: padding", layer.padding)
         if layer.groups < 1:
             raise ValueError(f"layer {layer.name!r}: groups must be >= 1, got {layer.groups}")
+        if layer.kind == "dropout" and not 0 <= layer.rate < 1:
+            raise ValueError(f"layer {layer.name!r}: dropout rate must be in [0, 1), got {layer.rate}")
 
 
 def layer_shapes(layers: Sequence[Layer], input_shape: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
@@ -178,6 +197,11 @@ def layer_shapes(layers: Sequence[Layer], input_shape: tuple[int, int, int]) -> 
                 shape = (hw[0], hw[1], layer.features)
             else:
                 shape = (hw[0], hw[1], shape[2])
+        elif layer.kind == "adaptive_avg_pool":
+            if len(shape) != 3:
+                raise ValueError(f"layer {layer.name!r} (adaptive_avg_pool) needs spatial maps, "
+                                 f"but its input has shape {shape}; put it before the flatten")
+            shape = (*layer.output_size, shape[2])
         elif layer.kind == "flatten":
             shape = (math.prod(shape),)
         elif layer.kind == "dense":
@@ -190,7 +214,9 @@ def layer_shapes(layers: Sequence[Layer], input_shape: tuple[int, int, int]) -> 
 
 
 def receptive_fields(layers: Sequence[Layer]) -> dict[str, ReceptiveField]:
-    """Receptive field of every layer that still has spatial maps."""
+    """Receptive field of every layer of the sliding-window part (up to the first layer
+    that is not conv, relu, max_pool or lrn: an adaptive pool's bins depend on the input
+    size, a flatten's units see everything)."""
     size, jump, start = (1, 1), (1, 1), (0, 0)
     fields = {}
     for layer in layers:
@@ -231,6 +257,13 @@ class _Weights(nn.Module):
         return kernel, bias
 
 
+def _kernel_shape(layer: Layer, fan_in: int) -> tuple[int, ...]:
+    """The kernel of a conv (HWIO) or dense (in, out) layer whose input has ``fan_in`` channels."""
+    if layer.kind == "conv":
+        return (*layer.kernel, fan_in // layer.groups, layer.features)
+    return (fan_in, layer.features)
+
+
 class _Network(nn.Module):
     layers: tuple[Layer, ...]
 
@@ -238,12 +271,11 @@ class _Network(nn.Module):
     def __call__(self, x, relu_fn: Callable, train: bool, until: str | None, rng):
         activations, switches = {}, {}
         for i, layer in enumerate(self.layers):
+            if layer.has_params:
+                kernel, bias = _Weights(_kernel_shape(layer, x.shape[-1]), name=layer.name)()
             if layer.kind == "conv":
-                kshape = (*layer.kernel, x.shape[-1] // layer.groups, layer.features)
-                kernel, bias = _Weights(kshape, name=layer.name)()
                 x = L.conv2d(x, kernel, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
             elif layer.kind == "dense":
-                kernel, bias = _Weights((x.shape[-1], layer.features), name=layer.name)()
                 x = L.dense(x, kernel, bias)
             elif layer.kind == "relu":
                 x = relu_fn(x)
@@ -251,6 +283,8 @@ class _Network(nn.Module):
                 x, switches[layer.name] = L.max_pool(x, layer.kernel, layer.stride, layer.padding, layer.ceil_mode)
             elif layer.kind == "lrn":
                 x = L.local_response_norm(x, *layer.lrn)
+            elif layer.kind == "adaptive_avg_pool":
+                x = L.adaptive_avg_pool(x, layer.output_size)
             elif layer.kind == "flatten":
                 x = L.flatten(x)
             elif layer.kind == "dropout":
@@ -270,7 +304,9 @@ class Model:
     """A network: its layer tuple, input shape and input normalization.
 
     Inputs to :meth:`apply` are NHWC float batches already normalized with
-    :meth:`normalize` (``(pixels - mean) / std`` on pixels in [0, 1]).
+    :meth:`normalize`: RGB pixels in [0, 1], flipped to BGR when ``channel_order`` is
+    "BGR", then ``(pixels - mean) / std``, with ``mean`` and ``std`` (one value, or one
+    per channel) in the network's channel order.
     """
 
     name: str
@@ -278,10 +314,38 @@ class Model:
     input_shape: tuple[int, int, int]
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    channel_order: str = "RGB"
 
     def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise ValueError(f"a model's name must be a string, got {type(self.name).__name__} {self.name!r}")
+        if not isinstance(self.layers, (tuple, list)):
+            raise ValueError(f"layers must be a tuple of Layer descriptions, got {type(self.layers).__name__}")
+        shape = self.input_shape
+        if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+            raise ValueError(f"input_shape must be 3 integers >= 1 (height, width, channels), got {shape!r}")
+        for what, v in zip(("height", "width", "channels"), shape):
+            _checks.count(f"input_shape's {what}", v)
+        _checks.choice("channel order", self.channel_order, CHANNEL_ORDERS)
+        channels = shape[2]
+        if self.channel_order == "BGR" and channels != 3:
+            raise ValueError(f"channel_order 'BGR' needs 3 input channels, got input_shape {tuple(shape)}")
+        for what in ("mean", "std"):
+            values = getattr(self, what)
+            ok = (isinstance(values, (tuple, list)) and len(values) in (1, channels)
+                  and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                          and math.isfinite(v) and (what == "mean" or v > 0) for v in values))
+            if not ok:
+                rule = "finite numbers" if what == "mean" else "finite numbers > 0"
+                raise ValueError(f"{what} must be 1 or {channels} {rule} (one per input channel), got {values!r}")
+            object.__setattr__(self, what, tuple(float(v) for v in values))  # hashable, for jit's static models
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "input_shape", tuple(int(v) for v in shape))
         _check_layers(self.layers)
-        layer_shapes(self.layers, self.input_shape)
+        try:
+            layer_shapes(self.layers, self.input_shape)
+        except ValueError as err:
+            raise ValueError(f"{self.name} with input shape {self.input_shape}: {err}") from None
 
     # --- geometry ---------------------------------------------------------------------
     @functools.cached_property
@@ -311,28 +375,70 @@ class Model:
         return self.layers[self.names.index(name)]
 
     def check_layer(self, name: str, spatial: bool = False) -> None:
-        """Raise unless ``name`` is a layer (with spatial maps, if ``spatial``)."""
+        """Raise unless ``name`` is a layer (with a receptive field, if ``spatial``)."""
         _checks.choice(f"layer of {self.name}", name, self.names)
-        if spatial and len(self.shapes[name]) != 3:
-            raise ValueError(f"layer {name!r} of {self.name} has no spatial maps (output shape "
-                             f"{self.shapes[name]}); choose one of {sorted(self.fields, key=self.names.index)}")
+        if spatial and name not in self.fields:
+            why = (f"has no spatial maps (output shape {self.shapes[name]})" if len(self.shapes[name]) != 3 else
+                   f"comes after the sliding-window layers, so its units have no receptive field")
+            raise ValueError(f"layer {name!r} of {self.name} {why}; choose one of "
+                             f"{sorted(self.fields, key=self.names.index)}")
 
     def receptive_field(self, name: str) -> ReceptiveField:
         self.check_layer(name, spatial=True)
         return self.fields[name]
 
+    def with_input_size(self, input_size: int | tuple[int, int]) -> Model:
+        """The same layers, normalization and name at another input size: an integer
+        (square) or ``(height, width)``. Params fit both sizes where :attr:`param_shapes`
+        agree, as with an adaptive pool before the flatten (alexnet, vgg16, vgg19);
+        :meth:`apply` says which do not."""
+        h, w = L.as_pair("input_size", input_size)
+        return dataclasses.replace(self, input_shape=(h, w, self.input_shape[2]))
+
+    # --- parameters ---------------------------------------------------------------------
+    @functools.cached_property
+    def param_shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        """``{layer: {"kernel": shape, "bias": shape}}`` of every conv and dense layer, in
+        the network's order: the tree :meth:`init` draws and :meth:`apply` takes."""
+        return {layer.name: {"kernel": _kernel_shape(layer, self.input_shapes[layer.name][-1]),
+                             "bias": (layer.features,)}
+                for layer in self.layers if layer.has_params}
+
+    def check_params(self, params) -> None:
+        """Raise one ValueError listing every missing, unexpected, mis-shaped or
+        non-float entry of ``params``. Reads shapes and dtypes only: works under jit."""
+        if not isinstance(params, Mapping):
+            raise ValueError(f"params must be a dict {{layer: {{'kernel': array, 'bias': array}}}} for {self.name}, "
+                             f"got {type(params).__name__}")
+        problems = []
+        for layer, expected in self.param_shapes.items():
+            group = params.get(layer)
+            for leaf, shape in expected.items():
+                value = group.get(leaf) if isinstance(group, Mapping) else None
+                if value is None:
+                    problems.append(f"missing params[{layer!r}][{leaf!r}] (expected shape {shape})")
+                    continue
+                given = tuple(np.shape(value))
+                dtype = value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
+                if given != shape:
+                    problems.append(f"wrong shape for params[{layer!r}][{leaf!r}]: expected {shape}, got {given}")
+                elif not jnp.issubdtype(dtype, jnp.floating):
+                    problems.append(f"params[{layer!r}][{leaf!r}] must be floating point, got dtype {dtype}")
+        for layer, group in params.items():
+            for leaf in (group if isinstance(group, Mapping) else [None]):
+                if leaf not in self.param_shapes.get(layer, {}):
+                    problems.append(f"unexpected params[{layer!r}]" + ("" if leaf is None else f"[{leaf!r}]"))
+        if problems:
+            lines = "\n".join(f"  - {p}" for p in problems)
+            hint = ("\n(these are Flax variables: pass variables['params'])" if list(params) == ["params"] else "")
+            raise ValueError(f"params do not fit model {self.name} (input shape {self.input_shape}): {len(problems)} "
+                             f"problem{'s' if len(problems) > 1 else ''}:\n{lines}{hint}")
+
     def num_params(self, params: Params | None = None) -> int:
         """Parameter count, from the given params or from the architecture alone."""
         if params is not None:
             return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
-        shapes, count, prev = self.shapes, 0, self.input_shape
-        for layer in self.layers:
-            if layer.kind == "conv":
-                count += math.prod(layer.kernel) * prev[-1] // layer.groups * layer.features + layer.features
-            elif layer.kind == "dense":
-                count += prev[-1] * layer.features + layer.features
-            prev = shapes[layer.name]
-        return count
+        return sum(math.prod(shape) for group in self.param_shapes.values() for shape in group.values())
 
     # --- edits: ablations and variants are new tuples ----------------------------------
     def edit(self, **changes: dict) -> Model:
@@ -359,21 +465,38 @@ class Model:
 
     # --- normalization -----------------------------------------------------------------
     def normalize(self, pixels):
-        """Pixels in [0, 1] (or uint8 in [0, 255]), NHWC, to the network's input space."""
+        """RGB pixels, NHWC (or HWC), to the network's input space: floats in [0, 1] or
+        uint8 in [0, 255], flipped to BGR for a BGR network, then ``(pixels - mean) / std``.
+
+        Concrete float pixels outside [0, 1] (0-255 floats, or inputs normalized already)
+        are refused; traced ones (under jit) are not checked.
+        """
         dtype = np.dtype(pixels.dtype) if hasattr(pixels, "dtype") else np.asarray(pixels).dtype
         if dtype != np.uint8 and not jnp.issubdtype(dtype, jnp.floating):
             raise ValueError(f"pixels must be uint8 in [0, 255] or floats in [0, 1], got dtype {dtype}")
-        pixels = jnp.asarray(pixels)
-        if pixels.ndim < 1 or pixels.shape[-1] != self.input_shape[-1]:
+        shape = np.shape(pixels)
+        if len(shape) < 1 or shape[-1] != self.input_shape[-1]:
             raise ValueError(f"pixels must have {self.input_shape[-1]} channels on their last axis (NHWC) for "
-                             f"{self.name}, got shape {pixels.shape}")
+                             f"{self.name}, got shape {shape}")
+        if dtype != np.uint8 and _checks.is_concrete(pixels) and np.size(pixels):
+            _checks.finite(pixels, "pixels")
+            lo, hi = float(np.min(pixels)), float(np.max(pixels))
+            if lo < 0 or hi > 1:
+                hint = ("divide 0-255 floats by 255 or pass uint8" if lo >= 0 and hi <= 255 else
+                        "pass pixels, not inputs normalize already gave")
+                raise ValueError(f"float pixels must lie in [0, 1] (uint8 pixels in [0, 255]), got values in "
+                                 f"[{lo:.4g}, {hi:.4g}]: {hint}")
+        pixels = jnp.asarray(pixels)
         if pixels.dtype == jnp.uint8:
             pixels = pixels.astype(jnp.float32) / 255.0
+        if self.channel_order == "BGR":
+            pixels = pixels[..., ::-1]
         return (pixels - self._channel(self.mean, pixels)) / self._channel(self.std, pixels)
 
     def denormalize(self, x):
-        """Inverse of :meth:`normalize`, giving pixels in [0, 1] (not clipped)."""
-        return x * self._channel(self.std, x) + self._channel(self.mean, x)
+        """Inverse of :meth:`normalize`, giving RGB pixels in [0, 1] (not clipped)."""
+        pixels = x * self._channel(self.std, x) + self._channel(self.mean, x)
+        return pixels[..., ::-1] if self.channel_order == "BGR" else pixels
 
     @staticmethod
     def _channel(values, like):
@@ -387,6 +510,7 @@ class Model:
 
     def init(self, key: jax.Array) -> Params:
         """Random parameters: He-normal kernels, zero biases, as ``{layer: {kernel, bias}}``."""
+        _checks.prng_key("key", key)
         return flax.core.unfreeze(self._init(key))
 
     @functools.cached_property
@@ -402,13 +526,7 @@ class Model:
         which dominate the compile time, are compiled once per group, not once per kernel
         (mnist_cnn: 0.7 s instead of 2.7 s). Other keys take Flax's path.
         """
-        shapes = {}
-        for layer in self.layers:
-            fan_in = self.input_shapes[layer.name][-1]
-            if layer.kind == "conv":
-                shapes[layer.name] = (*layer.kernel, fan_in // layer.groups, layer.features)
-            elif layer.kind == "dense":
-                shapes[layer.name] = (fan_in, layer.features)
+        shapes = {name: group["kernel"] for name, group in self.param_shapes.items()}
 
         class _Declare(nn.Module):
             @nn.compact
@@ -464,14 +582,18 @@ class Model:
         """Forward pass. Returns ``(logits, trace)``.
 
         Args:
-          params: ``{layer name: {"kernel", "bias"}}`` from :meth:`init` or an importer.
+          params: ``{layer name: {"kernel", "bias"}}`` from :meth:`init` or an importer,
+            shaped as :attr:`param_shapes` (checked, also under jit).
           x: normalized images, NHWC, shape ``(N, *input_shape)``.
           rule: the ReLU backward rule, one of :data:`jaxvis.rules.RULES`. It changes
             only what ``jax.vjp``/``jax.grad`` compute, never the forward values.
           train: dropout on (needs ``rng``).
           until: stop after this layer; the first output is then that layer's output.
         """
+        self.check_params(params)
         _checks.images(x, self.input_shape)
+        if rng is not None:
+            _checks.prng_key("rng", rng)
         relu_fn = rules.get(rule)
         if until is not None:
             self.check_layer(until)
@@ -485,9 +607,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _widths(widths, count: int) -> tuple[int, ...]:
+    """``count`` layer widths, each an integer >= 1."""
+    if not isinstance(widths, (tuple, list)) or len(widths) != count:
+        raise ValueError(f"widths must be {count} integers >= 1, got {widths!r}")
+    for i, w in enumerate(widths):
+        _checks.count(f"widths[{i}]", w)
+    return tuple(int(w) for w in widths)
+
+
 def _classifier(hidden: int, num_classes: int, dropout_first: bool) -> tuple[Layer, ...]:
     """fc6-fc7-fc8 with dropout: torchvision's AlexNet puts it before each hidden
     dense layer, VGG (and ZFNet, following the paper) after each hidden ReLU."""
+    _checks.count("num_classes", num_classes)
+    _checks.count("hidden", hidden)
     if dropout_first:
         return (dropout("drop6"), dense("fc6", hidden), relu("relu6"),
                 dropout("drop7"), dense("fc7", hidden), relu("relu7"), dense("fc8", num_classes))
@@ -503,7 +636,9 @@ def mnist_cnn(dilation: int = 1, num_classes: int = 10, widths: tuple[int, int] 
     every factor keeps the map sizes (28, 14, 7) and the parameter count unchanged.
     """
     _checks.count("dilation", dilation)
-    w1, w2 = widths
+    _checks.count("num_classes", num_classes)
+    _checks.count("hidden", hidden)
+    w1, w2 = _widths(widths, 2)
     d = dilation
     layers = (
         conv("conv1", w1, 3, padding=d, dilation=d), relu("relu1"),
@@ -512,8 +647,7 @@ def mnist_cnn(dilation: int = 1, num_classes: int = 10, widths: tuple[int, int] 
         conv("conv4", w2, 3, padding=d, dilation=d), relu("relu4"), max_pool("pool2", 2),
         flatten(), dense("fc5", hidden), relu("relu5"), dropout("drop5"), dense("fc6", num_classes),
     )
-    model = Model(f"mnist_cnn(dilation={d})" if d != 1 else "mnist_cnn", layers, tuple(input_shape),
-                  tuple(mean), tuple(std))
+    model = Model(f"mnist_cnn(dilation={d})" if d != 1 else "mnist_cnn", layers, input_shape, mean, std)
     for layer in layers:
         hw = model.input_shapes[layer.name][:2]
         if layer.kind == "conv" and max(layer.effective_kernel) > min(hw):
@@ -523,41 +657,45 @@ def mnist_cnn(dilation: int = 1, num_classes: int = 10, widths: tuple[int, int] 
     return model
 
 
-def _input(name: str, input_size: int, channels: int, mean, std) -> dict[str, Any]:
+def _input(name: str, input_size, channels: int, mean, std) -> dict[str, Any]:
     """Input shape and per-channel normalization; ImageNet's constants for 3 channels."""
+    h, w = L.as_pair("input_size", input_size)
+    _checks.count("channels", channels)
     mean = IMAGENET_MEAN if mean is None and channels == 3 else mean
     std = IMAGENET_STD if std is None and channels == 3 else std
-    if mean is None or std is None or len(mean) != channels or len(std) != channels:
+    if mean is None or std is None or np.ndim(mean) != 1 or np.ndim(std) != 1 \
+            or len(mean) != channels or len(std) != channels:
         raise ValueError(f"{name} with {channels} input channels needs mean and std with {channels} values each "
                          f"(the data's pixel statistics in [0, 1]), got mean={mean!r}, std={std!r}")
-    return dict(input_shape=(input_size, input_size, channels), mean=tuple(mean), std=tuple(std))
+    return dict(input_shape=(h, w, channels), mean=tuple(mean), std=tuple(std))
 
 
-def alexnet(num_classes: int = 1000, input_size: int = 224, channels: int = 3, mean=None, std=None) -> Model:
-    """torchvision's AlexNet (single-tower, 64-192-384-256-256, no normalization).
-
-    ``input_size`` other than 224 changes fc6's fan-in (torchvision's adaptive average
-    pool, which would hide that, is the identity at 224 and is not modelled).
-    """
+def alexnet(num_classes: int = 1000, input_size: int | tuple[int, int] = 224, channels: int = 3, mean=None,
+            std=None, hidden: int = 4096) -> Model:
+    """torchvision's AlexNet (single-tower, 64-192-384-256-256, no normalization), with its
+    adaptive average pool to 6x6 before the flatten: any ``input_size`` (an integer or
+    ``(height, width)``, at least 63) takes the same parameters."""
     layers = (
         conv("conv1", 64, 11, stride=4, padding=2), relu("relu1"), max_pool("pool1", 3, 2),
         conv("conv2", 192, 5, padding=2), relu("relu2"), max_pool("pool2", 3, 2),
         conv("conv3", 384, 3, padding=1), relu("relu3"),
         conv("conv4", 256, 3, padding=1), relu("relu4"),
         conv("conv5", 256, 3, padding=1), relu("relu5"), max_pool("pool5", 3, 2),
-        flatten(), *_classifier(4096, num_classes, dropout_first=True),
+        adaptive_avg_pool("avgpool", 6), flatten(), *_classifier(hidden, num_classes, dropout_first=True),
     )
     return Model("alexnet", layers, **_input("alexnet", input_size, channels, mean, std))
 
 
 def zfnet(num_classes: int = 1000, widths: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256),
-          hidden: int = 4096, input_size: int = 224, channels: int = 3, mean=None, std=None) -> Model:
+          hidden: int = 4096, input_size: int | tuple[int, int] = 224, channels: int = 3, mean=None,
+          std=None) -> Model:
     """Zeiler & Fergus Fig. 3: 7x7 stride-2 first layer, 3x3 stride-2 pooling, contrast
     normalization after layers 1 and 2, maps 110 -> 55 -> 26 -> 13 -> 13 -> 13 -> 6.
 
-    Padding 1 in conv1 and ceil-mode pooling give the paper's 110 and 55.
+    Padding 1 in conv1 and ceil-mode pooling give the paper's 110 and 55. As in the
+    paper, no adaptive pool: fc6's fan-in follows from ``input_size``.
     """
-    w = widths
+    w = _widths(widths, 5)
     layers = (
         conv("conv1", w[0], 7, stride=2, padding=1), relu("relu1"),
         max_pool("pool1", 3, 2, ceil_mode=True), lrn("norm1"),
@@ -570,25 +708,30 @@ def zfnet(num_classes: int = 1000, widths: tuple[int, int, int, int, int] = (96,
     return Model("zfnet", layers, **_input("zfnet", input_size, channels, mean, std))
 
 
-def _vgg(name: str, blocks: Sequence[int], num_classes: int, input_size: int, channels: int, mean, std) -> Model:
+def _vgg(name: str, blocks: Sequence[int], num_classes: int, input_size, channels: int, mean, std,
+         hidden: int) -> Model:
     layers: list[Layer] = []
     widths = (64, 128, 256, 512, 512)
     for b, (n, width) in enumerate(zip(blocks, widths), start=1):
         for i in range(1, n + 1):
             layers += [conv(f"conv{b}_{i}", width, 3, padding=1), relu(f"relu{b}_{i}")]
         layers.append(max_pool(f"pool{b}", 2))
-    layers += [flatten(), *_classifier(4096, num_classes, dropout_first=False)]
+    layers += [adaptive_avg_pool("avgpool", 7), flatten(), *_classifier(hidden, num_classes, dropout_first=False)]
     return Model(name, tuple(layers), **_input(name, input_size, channels, mean, std))
 
 
-def vgg16(num_classes: int = 1000, input_size: int = 224, channels: int = 3, mean=None, std=None) -> Model:
-    """Simonyan & Zisserman configuration D in torchvision's layout (no batch norm)."""
-    return _vgg("vgg16", (2, 2, 3, 3, 3), num_classes, input_size, channels, mean, std)
+def vgg16(num_classes: int = 1000, input_size: int | tuple[int, int] = 224, channels: int = 3, mean=None,
+          std=None, hidden: int = 4096) -> Model:
+    """Simonyan & Zisserman configuration D in torchvision's layout (no batch norm), with
+    its adaptive average pool to 7x7: any ``input_size`` of at least 32 takes the same
+    parameters."""
+    return _vgg("vgg16", (2, 2, 3, 3, 3), num_classes, input_size, channels, mean, std, hidden)
 
 
-def vgg19(num_classes: int = 1000, input_size: int = 224, channels: int = 3, mean=None, std=None) -> Model:
-    """Configuration E in torchvision's layout (no batch norm)."""
-    return _vgg("vgg19", (2, 2, 4, 4, 4), num_classes, input_size, channels, mean, std)
+def vgg19(num_classes: int = 1000, input_size: int | tuple[int, int] = 224, channels: int = 3, mean=None,
+          std=None, hidden: int = 4096) -> Model:
+    """Configuration E in torchvision's layout (no batch norm), as :func:`vgg16`."""
+    return _vgg("vgg19", (2, 2, 4, 4, 4), num_classes, input_size, channels, mean, std, hidden)
 
 
 ZOO: dict[str, Callable[..., Model]] = {
@@ -608,11 +751,9 @@ def variant(name: str, overrides=None, edits=None, without=()) -> Model:
 
 
 def build(name: str, **overrides) -> Model:
-    """A zoo model by name; ``overrides`` go to its factory (e.g. ``dilation=2``)."""
+    """A zoo model by name; ``overrides`` go to its factory (e.g. ``dilation=2``,
+    ``input_size=(300, 451)``), which checks their types and ranges."""
     _checks.choice("model", name, ZOO)
     factory = ZOO[name]
-    allowed = list(inspect.signature(factory).parameters)
-    for key in overrides:
-        if key not in allowed:
-            raise ValueError(f"model {name!r} has no setting {key!r}; its settings are {allowed}")
+    _checks.keywords(f"model {name!r}", overrides, inspect.signature(factory).parameters)
     return factory(**overrides)

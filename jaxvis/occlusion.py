@@ -198,8 +198,10 @@ class _Step:
 
 
 def _spatial_layers(model: Model) -> tuple[Layer, ...]:
-    """The layers up to the last one with spatial maps; the rest run on the full map."""
-    count = next(i for i, layer in enumerate(model.layers) if len(model.shapes[layer.name]) != 3)
+    """The layers up to the last one with spatial maps and before any adaptive pool (not a
+    sliding window); the rest run on the full map."""
+    count = next(i for i, layer in enumerate(model.layers)
+                 if len(model.shapes[layer.name]) != 3 or layer.kind == "adaptive_avg_pool")
     return model.layers[:count]
 
 
@@ -327,9 +329,11 @@ def _window_layer(step: _Step, params: Params, canvas_HWC, window_hwC, at, new_a
 
 
 def _tail(model: Model, params: Params, start: int, x):
-    """The layers from ``start`` on (flatten, dense, relu, dropout), on full maps."""
+    """The layers from ``start`` on (adaptive pool, flatten, dense, relu, dropout), on full maps."""
     for layer in model.layers[start:]:
-        if layer.kind == "flatten":
+        if layer.kind == "adaptive_avg_pool":
+            x = L.adaptive_avg_pool(x, layer.output_size)
+        elif layer.kind == "flatten":
             x = L.flatten(x)
         elif layer.kind == "dense":
             x = L.dense(x, params[layer.name]["kernel"], params[layer.name]["bias"])

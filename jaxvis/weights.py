@@ -3,17 +3,19 @@
 jaxvis layer tuples mirror torchvision's ``nn.Sequential`` layout, so the torchvision key
 of every parameter is *derived* from the tuple: a layer before the ``flatten`` layer is
 ``features.<its position in the tuple>``, a layer after it ``classifier.<its position
-after the flatten>``; no per-model key tables exist. Conversions: a conv weight goes
-from PyTorch's OIHW to HWIO, a linear weight from ``(out, in)`` to ``(in, out)``, and
-the first dense layer after the flatten has its input rows reordered from PyTorch's
-``(C, H, W)`` flatten order to jaxvis's ``(H, W, C)``. :func:`load` reads ``.pth``/``.pt``
-(through PyTorch, only when installed), ``.safetensors`` and ``.npz`` files with
-torchvision key names, and the Keras-2 VGG16/VGG19 ``.h5`` files
+after the flatten>``; an adaptive average pool just before the flatten is torchvision's
+``avgpool`` (it has no parameters); no per-model key tables exist. Conversions: a conv
+weight goes from PyTorch's OIHW to HWIO, a linear weight from ``(out, in)`` to
+``(in, out)``, and the first dense layer after the flatten has its input rows reordered
+from PyTorch's ``(C, H, W)`` flatten order to jaxvis's ``(H, W, C)``. :func:`load` reads
+``.pth``/``.pt`` (through PyTorch, only when installed), ``.safetensors`` and ``.npz``
+files with torchvision key names, and the Keras-2 VGG16/VGG19 ``.h5`` files
 (``vgg16_weights_tf_dim_ordering_tf_kernels.h5``), whose kernels are already HWIO and
 whose flatten is already channels-last, so they are copied as they are. Beware that
 the Keras VGG weights expect caffe-style inputs: BGR channel order with the ImageNet
-mean ``(103.939, 116.779, 123.68)`` subtracted from 0-255 pixels and no scaling, not
-:meth:`jaxvis.models.Model.normalize`'s RGB mean/std inputs. :func:`to_torchvision` and
+mean ``(103.939, 116.779, 123.68)`` subtracted from 0-255 pixels and no scaling, which
+:meth:`jaxvis.models.Model.normalize` gives for a model with ``channel_order="BGR"``,
+that mean divided by 255 and ``std`` 1/255. :func:`to_torchvision` and
 :func:`save` are the exact inverse of the torchvision import. A file whose tensors do
 not fit the model raises one ``ValueError`` that lists every missing, unexpected and
 mis-shaped tensor.
@@ -30,6 +32,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis import _checks
 from jaxvis.models import Model, Params
 
 TORCH_SUFFIXES = (".pth", ".pt")
@@ -56,23 +59,17 @@ def _identity(a):
     return a
 
 
-def _param_shapes(model: Model) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """``{layer: (kernel shape, bias shape)}`` of every layer with parameters, in order."""
-    shapes, prev, out = model.shapes, tuple(model.input_shape), {}
-    for layer in model.layers:
-        if layer.kind == "conv":
-            out[layer.name] = ((*layer.kernel, prev[-1] // layer.groups, layer.features), (layer.features,))
-        elif layer.kind == "dense":
-            out[layer.name] = ((prev[-1], layer.features), (layer.features,))
-        prev = shapes[layer.name]
-    return out
+def _check_model(model) -> None:
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be a jaxvis.models.Model (e.g. jaxvis.build('vgg16')), "
+                         f"got {type(model).__name__}")
 
 
 def _torchvision_entries(model: Model) -> list[_Entry]:
     """The torchvision name, shape and conversion of every parameter, from the layer tuple."""
     kinds = [layer.kind for layer in model.layers]
     flat = kinds.index("flatten") if "flatten" in kinds else len(kinds)
-    shapes, params = model.shapes, _param_shapes(model)
+    shapes, params = model.shapes, model.param_shapes
     entries: list[_Entry] = []
     permute_next_dense = None
     for i, layer in enumerate(model.layers):
@@ -83,7 +80,7 @@ def _torchvision_entries(model: Model) -> list[_Entry]:
         if not layer.has_params:
             continue
         prefix = f"features.{i}" if i < flat else f"classifier.{i - flat - 1}"
-        kshape, bshape = params[layer.name]
+        kshape, bshape = params[layer.name]["kernel"], params[layer.name]["bias"]
         if layer.kind == "conv":
             kh, kw, cin, cout = kshape
             entries.append(_Entry(layer.name, "kernel", f"{prefix}.weight", kshape, (cout, cin, kh, kw),
@@ -125,8 +122,8 @@ def _keras_layer_name(model: Model, name: str) -> str:
 
 def _keras_entries(model: Model) -> list[_Entry]:
     entries = []
-    for name, (kshape, bshape) in _param_shapes(model).items():
-        keras = _keras_layer_name(model, name)
+    for name, group in model.param_shapes.items():
+        keras, kshape, bshape = _keras_layer_name(model, name), group["kernel"], group["bias"]
         entries.append(_Entry(name, "kernel", f"{keras}/kernel:0", kshape, kshape, _identity, _identity))
         entries.append(_Entry(name, "bias", f"{keras}/bias:0", bshape, bshape, _identity, _identity))
     return entries
@@ -134,6 +131,7 @@ def _keras_entries(model: Model) -> list[_Entry]:
 
 def torchvision_shapes(model: Model) -> dict[str, tuple[int, ...]]:
     """The tensors a torchvision state dict for ``model`` holds: ``{key: shape}``."""
+    _check_model(model)
     return {e.key: e.file_shape for e in _torchvision_entries(model)}
 
 
@@ -190,14 +188,16 @@ def _convert(model: Model, tensors: Mapping[str, object], entries: list[_Entry],
 
 
 def _flatten_hint(model: Model, dense: str) -> str:
-    """Why the first dense layer's shape depends on the input size."""
+    """Where the first dense layer's fan-in comes from."""
     kinds = [layer.kind for layer in model.layers]
     if "flatten" not in kinds or kinds.index("flatten") == 0:
         return ""
-    before = model.layers[kinds.index("flatten") - 1].name
-    return (f"\n(dense layer {dense!r} reads the flattened {model.shapes[before]} output of {before!r}, "
-            f"which follows from the model's input shape {model.input_shape}; jaxvis has no adaptive "
-            "average pooling before the flatten)")
+    before = model.layers[kinds.index("flatten") - 1]
+    if before.kind == "adaptive_avg_pool":
+        return f"\n(dense layer {dense!r} reads the flattened {model.shapes[before.name]} output of {before.name!r})"
+    return (f"\n(dense layer {dense!r} reads the flattened {model.shapes[before.name]} output of {before.name!r}, "
+            f"which follows from the model's input shape {model.input_shape}: build the model at the size the "
+            "weights were trained at)")
 
 
 def from_torchvision(model: Model, state_dict: Mapping[str, object], source: str = "state dict") -> Params:
@@ -205,6 +205,9 @@ def from_torchvision(model: Model, state_dict: Mapping[str, object], source: str
 
     The exact inverse of :func:`to_torchvision`.
     """
+    _check_model(model)
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"state_dict must map torchvision keys to arrays, got {type(state_dict).__name__}")
     return _convert(model, state_dict, _torchvision_entries(model), source)
 
 
@@ -214,31 +217,24 @@ def to_torchvision(model: Model, params: Params) -> dict[str, np.ndarray]:
     Conv weights are OIHW, linear weights ``(out, in)``, and the first linear layer after
     the flatten takes its inputs in PyTorch's ``(C, H, W)`` order.
     """
+    _check_model(model)
+    model.check_params(params)
+    for layer, group in params.items():  # load refuses non-finite files: never write one
+        for leaf, value in group.items():
+            _checks.finite(value, f"params[{layer!r}][{leaf!r}]")
     entries = _torchvision_entries(model)
-    problems = []
-    for e in entries:
-        group = params.get(e.layer)
-        value = group.get(e.param) if isinstance(group, Mapping) else None
-        if value is None:
-            problems.append(f"missing params[{e.layer!r}][{e.param!r}] (expected shape {_shape_str(e.shape)})")
-        elif tuple(np.shape(value)) != e.shape:
-            problems.append(f"wrong shape for params[{e.layer!r}][{e.param!r}]: expected "
-                            f"{_shape_str(e.shape)}, got {_shape_str(np.shape(value))}")
-    known = {(e.layer, e.param) for e in entries}
-    for layer, group in params.items():
-        for param in (group if isinstance(group, Mapping) else [None]):
-            if (layer, param) not in known:
-                problems.append(f"unexpected params[{layer!r}]" + ("" if param is None else f"[{param!r}]"))
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise ValueError(f"params do not fit model {model.name}: {len(problems)} "
-                         f"problem{'s' if len(problems) > 1 else ''}:\n{lines}")
     return {e.key: np.ascontiguousarray(e.to_file(np.asarray(params[e.layer][e.param], np.float32)))
             for e in entries}
 
 
 # ---------------------------------------------------------------------------------------
 # Files
+
+
+def _path(path) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__} {path!r}")
+    return Path(path)
 
 
 def _suffix(path: Path, allowed: tuple[str, ...], verb: str) -> str:
@@ -356,7 +352,8 @@ def load(model: Model, path: str | os.PathLike) -> Params:
     ``ValueError`` for an unknown suffix, an unreadable file, or tensors that do not fit
     the model (listing every missing, unexpected and mis-shaped one).
     """
-    path = Path(path)
+    _check_model(model)
+    path = _path(path)
     suffix = _suffix(path, LOAD_SUFFIXES, "load")
     if not path.exists():
         raise FileNotFoundError(f"weights file not found: {str(path)!r}")
@@ -378,7 +375,8 @@ def load(model: Model, path: str | os.PathLike) -> Params:
 def save(model: Model, params: Params, path: str | os.PathLike) -> None:
     """Write ``params`` as a torchvision state dict: ``.safetensors``, ``.npz``, or
     ``.pth``/``.pt`` (needs PyTorch). :func:`load` reads it back exactly."""
-    path = Path(path)
+    _check_model(model)
+    path = _path(path)
     suffix = _suffix(path, SAVE_SUFFIXES, "save")
     state = to_torchvision(model, params)
     if suffix == ".safetensors":
@@ -396,10 +394,12 @@ def torch_module(model: Model, params: Params):
     """The same network as a PyTorch module in torchvision's layout, holding ``params``.
 
     ``features`` and ``classifier`` are ``nn.Sequential`` with the tuple's indices (so
-    Captum can address ``features[i]``), non-inplace ``nn.ReLU`` modules, and a (C, H, W)
-    flatten between them. For comparisons and benchmarks against PyTorch tools; needs
-    torch (``pip install -r requirements-compare.txt``).
+    Captum can address ``features[i]``), non-inplace ``nn.ReLU`` modules, and between
+    them ``avgpool`` (the ``nn.AdaptiveAvgPool2d`` just before the flatten, else
+    ``nn.Identity``) and a (C, H, W) flatten. For comparisons and benchmarks against
+    PyTorch tools; needs torch (``pip install -r requirements-compare.txt``).
     """
+    _check_model(model)
     try:
         import torch
         from torch import nn
@@ -412,8 +412,8 @@ def torch_module(model: Model, params: Params):
         return tuple(lo for lo, _ in padding)
 
     blocks: tuple[list, list] = ([], [])
-    part, channels = 0, model.input_shape[-1]
-    for spec in model.layers:
+    part, channels, avgpool = 0, model.input_shape[-1], nn.Identity()
+    for i, spec in enumerate(model.layers):
         kind = spec.kind
         if kind == "conv":
             module = nn.Conv2d(channels, spec.features, spec.kernel, spec.stride, symmetric(spec.padding, spec.name),
@@ -426,6 +426,11 @@ def torch_module(model: Model, params: Params):
             module = nn.MaxPool2d(spec.kernel, spec.stride, symmetric(spec.padding, spec.name), ceil_mode=spec.ceil_mode)
         elif kind == "lrn":
             module = nn.LocalResponseNorm(*spec.lrn)
+        elif kind == "adaptive_avg_pool":
+            module = nn.AdaptiveAvgPool2d(spec.output_size)
+            if i + 1 < len(model.layers) and model.layers[i + 1].kind == "flatten":
+                avgpool = module  # torchvision's place for it: outside ``features``
+                continue
         elif kind == "dropout":
             module = nn.Dropout(spec.rate)
         else:  # flatten: the boundary between features and classifier
@@ -438,10 +443,11 @@ def torch_module(model: Model, params: Params):
         def __init__(self):
             super().__init__()
             self.features = nn.Sequential(*blocks[0])
+            self.avgpool = avgpool
             self.classifier = nn.Sequential(*blocks[1])
 
         def forward(self, x):
-            return self.classifier(torch.flatten(self.features(x), 1))
+            return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
     net = Net()
     net.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in to_torchvision(model, params).items()})

@@ -402,3 +402,127 @@ def test_pth_without_torch_says_what_to_do(tmp_path, monkeypatch):
         weights.load(models.build("mnist_cnn"), tmp_path / "w.pth")
     msg = str(info.value)
     assert "torch==2.13.0" in msg and ".safetensors" in msg and ".npz" in msg
+
+
+# ---------------------------------------------------------------------------------------
+# Adaptive average pooling: the same keys and shapes at any input size
+
+
+@pytest.mark.parametrize("name,size", [("vgg16", (300, 451)), ("alexnet", (67, 93)), ("vgg19", 64)])
+def test_torchvision_keys_and_shapes_do_not_depend_on_the_input_size(name, size):
+    # torchvision's features.N, avgpool (no parameters), classifier.N: fc6 always reads the pooled maps
+    default = models.build(name)
+    sized = default.with_input_size(size)
+    assert weights.torchvision_shapes(sized) == weights.torchvision_shapes(default)
+    if name == "alexnet":
+        assert weights.torchvision_shapes(sized) == ALEXNET_TORCHVISION
+
+
+def test_fc6_rows_follow_the_pooled_maps_at_any_size(tmp_path):
+    # jaxvis row (h, w, c) of the 7 x 7 x 512 avgpool output is torch column c * 49 + h * 7 + w,
+    # at 224 and at an input whose pool5 is 2 x 3
+    shapes = weights.torchvision_shapes(models.build("vgg16", hidden=4, num_classes=3))
+    state = random_state(shapes, np.random.default_rng(10))
+    write_npz(tmp_path / "v.npz", state)
+    wt = state["classifier.0.weight"]
+    for size in (224, (64, 96)):
+        model = models.build("vgg16", hidden=4, num_classes=3, input_size=size)
+        k = np.asarray(weights.load(model, tmp_path / "v.npz")["fc6"]["kernel"])
+        for h, w, c in [(0, 0, 0), (6, 6, 511), (3, 5, 100), (1, 0, 7)]:
+            np.testing.assert_array_equal(k[(h * 7 + w) * 512 + c], wt[:, c * 49 + h * 7 + w])
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input: (id, call(tmp_path), what the ValueError must say: expected and given)
+
+MNIST = models.build("mnist_cnn")
+STATE = random_state(MNIST_TORCH, np.random.default_rng(11))
+PARAMS = weights.from_torchvision(MNIST, STATE)
+
+
+def _file(tmp_path, name, state):
+    path = tmp_path / name
+    write_npz(path, state) if name.endswith(".npz") else st_save(state, str(path))
+    return path
+
+
+def _junk(tmp_path, name):
+    (tmp_path / name).write_bytes(b"\x00not really a weights file\xff" * 10)
+    return tmp_path / name
+
+
+def _keras_file(tmp_path):
+    with h5py.File(tmp_path / "k.h5", "w") as f:
+        f.attrs["layer_names"] = np.array([b"block1_conv1"])
+    return tmp_path / "k.h5"
+
+
+def _single_array(tmp_path):
+    with open(tmp_path / "a.npz", "wb") as f:
+        np.save(f, np.zeros(3))
+    return tmp_path / "a.npz"
+
+
+def _with(state, key, value):
+    return {**state, key: value}
+
+
+BAD_INPUTS = [
+    ("load-suffix", lambda t: weights.load(MNIST, _junk(t, "w.ckpt")),
+     "unknown suffix '.ckpt'; supported suffixes are ['.pth', '.pt', '.safetensors', '.npz', '.h5', '.hdf5']"),
+    ("load-path-type", lambda t: weights.load(MNIST, 123), "path must be a str or os.PathLike, got int 123"),
+    ("load-model-type", lambda t: weights.load("mnist_cnn", _file(t, "w.npz", STATE)),
+     "model must be a jaxvis.models.Model (e.g. jaxvis.build('vgg16')), got str"),
+    ("load-directory", lambda t: weights.load(MNIST, (t / "d.npz").mkdir() or t / "d.npz"), "d.npz' is not a file"),
+    ("load-corrupt-npz", lambda t: weights.load(MNIST, _junk(t, "c.npz")), "as a .npz archive of named arrays"),
+    ("load-npz-one-array", lambda t: weights.load(MNIST, _single_array(t)),
+     "it holds a single array, not a named archive"),
+    ("load-corrupt-safetensors", lambda t: weights.load(MNIST, _junk(t, "c.safetensors")),
+     "c.safetensors' as a .safetensors file"),
+    ("load-corrupt-h5", lambda t: weights.load(models.build("vgg16"), _junk(t, "c.h5")),
+     "as a Keras-2 .h5 weights file (root attribute 'layer_names', per-layer 'weight_names')"),
+    ("load-keras-non-vgg", lambda t: weights.load(MNIST, _keras_file(t)),
+     "Keras .h5 files map only VGG layers (conv<block>_<i>, fc6, fc7, fc8); mnist_cnn has layer 'conv1'"),
+    ("load-other-architecture", lambda t: weights.load(small_zfnet(), _file(t, "w.safetensors", STATE)),
+     "wrong shape for features.0.weight: expected (4, 3, 7, 7), got (32, 1, 3, 3)"),
+    ("load-missing-tensor", lambda t: weights.load(MNIST, _file(t, "w.npz", {k: v for k, v in STATE.items()
+                                                                            if k != "classifier.3.bias"})),
+     "1 problem:\n  - missing classifier.3.bias (expected shape (10,))"),
+    ("load-extra-tensor", lambda t: weights.load(MNIST, _file(t, "w.npz", _with(STATE, "avgpool.weight",
+                                                                                np.ones(2, np.float32)))),
+     "unexpected avgpool.weight (shape (2,))"),
+    ("load-int-tensor", lambda t: weights.load(MNIST, _file(t, "w.npz", _with(STATE, "features.0.bias",
+                                                                              np.zeros(32, np.int64)))),
+     "features.0.bias must be floating point, got dtype int64"),
+    ("load-non-finite", lambda t: weights.load(MNIST, _file(t, "w.npz", _with(STATE, "features.0.bias",
+                                                                              np.full(32, np.nan, np.float32)))),
+     "features.0.bias holds 32 non-finite values (NaN or infinity)"),
+    ("from-torchvision-not-a-mapping", lambda t: weights.from_torchvision(MNIST, list(STATE.values())),
+     "state_dict must map torchvision keys to arrays, got list"),
+    ("from-torchvision-other-size", lambda t: weights.from_torchvision(
+        models.build("mnist_cnn", input_shape=(32, 32, 1)), STATE),
+     "wrong shape for classifier.0.weight: expected (128, 4096), got (128, 3136)\n(dense layer 'fc5' reads the "
+     "flattened (8, 8, 64) output of 'pool2', which follows from the model's input shape (32, 32, 1)"),
+    ("to-torchvision-other-model", lambda t: weights.to_torchvision(small_zfnet(), PARAMS),
+     "wrong shape for params['conv1']['kernel']: expected (7, 7, 3, 4), got (3, 3, 1, 32)"),
+    ("to-torchvision-not-a-dict", lambda t: weights.to_torchvision(MNIST, list(PARAMS.values())),
+     "params must be a dict {layer: {'kernel': array, 'bias': array}} for mnist_cnn, got list"),
+    ("to-torchvision-non-finite", lambda t: weights.to_torchvision(MNIST, {**PARAMS, "fc6": {
+        "kernel": PARAMS["fc6"]["kernel"], "bias": jnp.full(10, jnp.inf)}}),
+     "params['fc6']['bias'] must be finite, got 10 non-finite values"),
+    ("save-suffix", lambda t: weights.save(MNIST, PARAMS, t / "out.h5"),
+     "unknown suffix '.h5'; supported suffixes are ['.safetensors', '.npz', '.pth', '.pt']"),
+    ("save-other-model", lambda t: weights.save(small_zfnet(), PARAMS, t / "out.npz"),
+     "missing params['conv5']['kernel'] (expected shape (3, 3, 8, 5))"),
+    ("torchvision-shapes-not-a-model", lambda t: weights.torchvision_shapes(None),
+     "model must be a jaxvis.models.Model (e.g. jaxvis.build('vgg16')), got NoneType"),
+    ("torch-module-not-a-model", lambda t: weights.torch_module({"name": "vgg16"}, PARAMS),
+     "model must be a jaxvis.models.Model (e.g. jaxvis.build('vgg16')), got dict"),
+]
+
+
+@pytest.mark.parametrize("call,message", [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_raises_value_error_saying_expected_and_given(tmp_path, call, message):
+    with pytest.raises(ValueError) as info:
+        call(tmp_path)
+    assert message in str(info.value)

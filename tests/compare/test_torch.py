@@ -6,7 +6,10 @@ itself is not needed), with non-inplace ``nn.ReLU`` modules so that Captum can h
 them. Their random weights go through ``.pth`` and ``.safetensors`` files in
 torchvision's layout into :func:`jaxvis.weights.load`. Then:
 
-1. logits agree (and re-exporting reproduces the torch state dict bit for bit);
+1. logits agree (and re-exporting reproduces the torch state dict bit for bit), also at
+   non-square input sizes where the adaptive average pool's bins repeat, overlap and
+   differ in length, with the same parameters (``Model.with_input_size``), and
+   :func:`jaxvis.weights.torch_module` rebuilds torchvision's layout there;
 2. projections of one unit with the ``gradient``, ``deconvnet`` and ``guided`` rules
    agree with Captum's ``NeuronGradient``, ``NeuronDeconvolution`` and
    ``NeuronGuidedBackprop``.
@@ -168,6 +171,49 @@ def test_logits_match_torch(nets):
           f"max rel diff {err:.2e} ({time.perf_counter() - t0:.1f} s)")
     assert expected.std() > 0.1 * np.abs(expected).max()  # not just a shared bias
     assert err < TOL
+
+
+# Non-square sizes: pool5 of 1x1 / 2x2 (every bin repeats one value or two), then
+# AlexNet's 8x13 and 10x11 and VGG16's 3x5 and 9x14 (bins that overlap and differ in length)
+SIZES = {"alexnet": [(67, 93), (300, 451), (351, 383)], "vgg16": [(67, 93), (96, 160), (300, 451)]}
+
+
+def bin_lengths(size: int, out: int) -> list[int]:
+    """PyTorch's adaptive bins along one axis: [floor(i*size/out), ceil((i+1)*size/out))."""
+    return [-(-(i + 1) * size // out) - i * size // out for i in range(out)]
+
+
+@pytest.mark.parametrize("which", range(3))
+def test_logits_match_torch_at_other_input_sizes(nets, which):
+    model, params, net, state = nets
+    size = SIZES[model.name][which]
+    sized = model.with_input_size(size)  # the same params: the adaptive pool fixes fc6's fan-in
+    pool5, out = sized.shapes["pool5"][:2], sized.layer("avgpool").output_size
+    lengths = [bin_lengths(p, o) for p, o in zip(pool5, out)]
+    t0 = time.perf_counter()
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(3))
+    twin = weights.torch_module(sized, params)
+    assert [(k, tuple(v.shape)) for k, v in twin.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in state.items()]  # torchvision's names, counts and order
+    assert isinstance(twin.avgpool, nn.AdaptiveAvgPool2d) and tuple(twin.avgpool.output_size) == out
+    with torch.no_grad():
+        expected, by_twin = net(x).numpy(), twin(x).numpy()
+    logits, _ = sized.apply(params, jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
+    err, err_twin = rel(logits, expected), rel(by_twin, expected)
+    print(f"\n[{model.name}] {size[0]}x{size[1]}: pool5 {pool5[0]}x{pool5[1]}, bin lengths {lengths}; logits max rel "
+          f"diff {err:.2e} (torch_module: {err_twin:.1e}; {time.perf_counter() - t0:.1f} s)")
+    assert expected.std() > 0.1 * np.abs(expected).max()
+    assert err < TOL and err_twin < 1e-6
+
+
+def test_sizes_include_uneven_overlapping_bins():
+    # the premise of the test above: some size averages bins of two lengths that share inputs
+    for name, sizes in SIZES.items():
+        model = models.build(name)
+        uneven = [s for s in sizes for p, o in zip(model.with_input_size(s).shapes["pool5"][:2],
+                                                    model.layer("avgpool").output_size)
+                  if p > 1 and len(set(bin_lengths(p, o))) > 1 and sum(bin_lengths(p, o)) > p]
+        assert uneven, name
 
 
 @pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")

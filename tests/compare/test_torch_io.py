@@ -31,6 +31,8 @@ def test_corrupt_pth_names_path_and_format(tmp_path):
 @pytest.mark.parametrize("name,overrides", [
     ("zfnet", dict(widths=(16, 24, 32, 32, 24), hidden=64, num_classes=10)),  # LRN, ceil-mode pooling
     ("mnist_cnn", dict(dilation=2)),
+    ("alexnet", dict(input_size=(67, 93), hidden=32, num_classes=10)),  # adaptive pool: 1x1 maps to 6x6
+    ("vgg16", dict(input_size=(96, 160), hidden=32, num_classes=10)),  # 3x5 to 7x7: uneven, overlapping bins
 ])
 def test_torch_module_computes_the_same_network(name, overrides):
     model = models.build(name, **overrides)
