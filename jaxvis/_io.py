@@ -27,7 +27,7 @@ def folder(path, what: str, create: bool = True) -> Path:
 def write_atomically(path, write: Callable[[BinaryIO], object]) -> None:
     """``write(file)`` into a temporary file beside ``path``, flushed to disk, then renamed to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder(path.parent, f"the folder of {path.name}")
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as f:
         write(f)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from jaxvis import cli, configs
 from jaxvis.analysis import ablation
@@ -46,8 +45,7 @@ def main(argv=None) -> None:
         ablations = {v: ablations[v] for v in args.variants}
     start = time.time()
     rows = ablation.run(base, ablations, args.workdir, data_dir=args.data_dir, progress=not args.no_progress)
-    out = Path(args.out or args.workdir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.folder(args.out or args.workdir, "--out" if args.out else "--workdir")
     table = ablation.table_markdown(rows)
     (out / "table.md").write_text(table)
     (out / "table.json").write_text(json.dumps({"config": base.name, "base": ablation.settings(base),

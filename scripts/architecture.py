@@ -280,8 +280,8 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", default="outputs/architecture", help="training runs go to WORKDIR/<variant>")
     parser.add_argument("--out", default="results/architecture")
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny widths, 1 epoch of mnist_sample")
-    parser.add_argument("--batch-size", type=int, help="default 128 (--quick: 50)")
-    parser.add_argument("--epochs", type=int, help="default 3 (--quick: 1)")
+    parser.add_argument("--batch-size", type=cli.count, help="default 128 (--quick: 50)")
+    parser.add_argument("--epochs", type=cli.count, help="default 3 (--quick: 1)")
     parser.add_argument("--conv1-std", type=float, default=1e-2,
                         help="initialize conv1 from N(0, this) as in the paper; 0 keeps jaxvis's He initialization")
     parser.add_argument("--seed", type=int, default=0, help="which relu2 maps the sheets show")
@@ -292,8 +292,7 @@ def main(argv=None) -> None:
     batch_size = args.batch_size or (50 if args.quick else 128)
     count = data.open_dataset(setup["dataset"], setup["train_split"]).num_examples
     test = data.open_dataset(setup["dataset"], "test", image_size=64)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.folder(args.out, "--out")
 
     variants, kernels, sheets = {}, {}, []
     for variant in VARIANTS:

@@ -481,8 +481,8 @@ def main(argv=None) -> None:
         raise SystemExit(f"give at least two distinct dilation factors, got {args.dilations}")
     if len(s["seed_list"]) < 2:
         raise SystemExit("the statistics need at least two seeds")
-    workdir = Path(args.workdir)
-    out = Path(args.results) if args.results else workdir / "results"
+    workdir = cli.folder(args.workdir, "--workdir")
+    out = cli.folder(args.results or workdir / "results", "--results")
     check_settings(workdir, s)
     # Seeds of one factor compile identical programs: the persistent cache compiles each once
     # (XLA compilation is most of a short run's time on a CPU).
@@ -502,7 +502,6 @@ def main(argv=None) -> None:
 
     fixed, learned = load_runs(s, workdir)
     st = statistics(s, fixed, learned)
-    out.mkdir(parents=True, exist_ok=True)
     text = tables(s, st, fixed, learned)
     paths = [out / "tables.md", out / "study.json"]
     paths[0].write_text(text)

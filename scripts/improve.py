@@ -251,8 +251,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-diagnostics", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.folder(args.out, "--out")
     test = data.open_dataset("fashion_mnist", "test", image_size=64)
     chosen = list(zip(STEPS, step_configs(args.epochs, args.batch_size)))[:args.steps]
     steps = []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxvis import data
+from jaxvis import cli, data
 
 PER_CLASS = 100
 
@@ -31,4 +31,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -73,8 +73,7 @@ def main(argv=None):
     parser.add_argument("run", type=Path, help="the --out folder of scripts/occlusion.py")
     parser.add_argument("--out", type=Path, help="where to write (default: the run folder)")
     args = parser.parse_args(argv)
-    out = args.out or args.run
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.folder(args.out or args.run, "--out" if args.out else "the run")
     s = read(args.run / "summary.csv")
     result = numbers(s)
     settings = cli.read_json(args.run / "run.json") if (args.run / "run.json").is_file() else {}
