@@ -433,13 +433,14 @@ def _normalized(maps_NHW) -> jax.Array:
     return maps_NHW / jnp.where(total_N11 > 0, total_N11, 1.0)
 
 
-def _check_maps(maps_NHW, minimum: int = 1) -> None:
-    """Raise unless ``maps`` are non-negative finite maps ``(N, H, W)``, at least ``minimum`` pixels a side."""
+def _check_maps(maps_NHW, minimum: int = 1, signed: bool = False) -> None:
+    """Raise unless ``maps`` are finite maps ``(N, H, W)``, at least ``minimum`` pixels a side,
+    and non-negative unless ``signed`` (the measures of mass read a map as a distribution)."""
     if np.ndim(maps_NHW) != 3 or not np.shape(maps_NHW)[0] or min(np.shape(maps_NHW)[1:]) < minimum:
         raise ValueError(f"maps must be saliency maps (N, H, W) with N >= 1 and H, W >= {minimum}, got shape "
                          f"{np.shape(maps_NHW)}")
     _checks.finite(maps_NHW, "maps")
-    if _checks.is_concrete(maps_NHW) and np.min(maps_NHW) < 0:
+    if not signed and _checks.is_concrete(maps_NHW) and np.min(maps_NHW) < 0:
         raise ValueError(f"maps must be non-negative (a saliency map's magnitude), got a minimum of "
                          f"{float(np.min(maps_NHW)):.3g}")
 
@@ -502,7 +503,7 @@ def neighbour_correlation(maps_NHW) -> jax.Array:
     """How smooth each map is: the mean of the correlations of every pixel with its right
     and with its lower neighbour, ``(N,)``. 1 for a ramp, about 0 for noise, -1 for a
     checkerboard; dilation's gridding (isolated pixels on a lattice) pulls it down."""
-    _check_maps(maps_NHW, minimum=2)
+    _check_maps(maps_NHW, minimum=2, signed=True)
     return _neighbour_correlation(maps_NHW)
 
 
