@@ -63,18 +63,18 @@ def finished(shard: Path) -> bool:
 
 
 def write_summary(out: Path, shards: list[Path], names, labelled: bool) -> Path:
-    """``summary.csv``: one row per image. With true labels the class column is ``label``
-    (what ``occlusion_summary.py`` reads); otherwise (photos, ``--class``) it is ``class``,
-    with the class's name, the photo's file and the predicted class's name."""
+    """``summary.csv``: one row per image (photos: with the file's name). With true labels
+    the class column is ``label`` (what ``occlusion_summary.py`` reads); otherwise (photos,
+    ``--class``) it is ``class``, with the class's and the predicted class's names."""
     rows = []
     for shard in shards:
         with np.load(shard) as f:
             columns = {k[len("summary_"):]: f[k] for k in f.files if k.startswith("summary_")}
             for n in range(len(f["index"])):
                 c, p = int(f["label"][n]), int(f["base_label_N"][n])
-                head = {"index": int(f["index"][n]), "label": c, "predicted": p} if labelled else {
-                    "index": int(f["index"][n]), "image": str(f["image"][n]), "class": c,
-                    "class_name": names.name(c), "predicted": p, "predicted_name": names.name(p)}
+                head = {"index": int(f["index"][n])} | ({"image": str(f["image"][n])} if "image" in f.files else {})
+                head |= {"label": c, "predicted": p} if labelled else {
+                    "class": c, "class_name": names.name(c), "predicted": p, "predicted_name": names.name(p)}
                 rows.append(head | {k: v[n].item() for k, v in columns.items()})
     path = out / "summary.csv"
 
@@ -143,7 +143,7 @@ def main(argv=None) -> None:
 
         def batches(size, skip):
             return ((x_all[i:i + size], None) for i in range(skip * size, total, size))
-        where = f"{photos.source}"
+        where = photos.source
     else:
         dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
         total = dataset.num_examples if args.limit is None else min(args.limit, dataset.num_examples)
@@ -171,7 +171,7 @@ def main(argv=None) -> None:
             first = k * args.shard_size
             x = x[:total - first]
             labels, _ = cli.targets(args, names, None if labels is None else labels[:total - first],
-                                         cli.predict(model, params, x))
+                                    cli.predict(model, params, x))
             maps = occlusion.sweep(model, params, x, labels, args.patch, args.stride,
                                    fill=args.fill, layer=args.layer, memory_budget=args.memory_budget,
                                    method=args.method, tau=args.tau, coarse_stride=args.coarse_stride,
