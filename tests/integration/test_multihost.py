@@ -175,7 +175,7 @@ def test_an_export_destination_refused_by_one_process_is_refused_by_both(tmp_pat
     (tmp_path / "b" / "export" / "keep.txt").write_text("not ours")
     results = run_two_processes(tmp_path / "run", "--export", "export", cwds=(tmp_path / "a", tmp_path / "b"))
     (rc0, out0), (rc1, out1) = results
-    assert rc0 == 1 and f"export destination {tmp_path / 'a' / 'export'} is not empty on processes [1]" in out0, out0
+    assert rc0 == 1 and f"export destination {tmp_path / 'a' / 'export'} is refused on processes [1]" in out0, out0
     assert rc1 == 1 and f"export destination {tmp_path / 'b' / 'export'} is not empty; remove it first" in out1, out1
     assert not (tmp_path / "run").exists()  # refused before training
     assert (tmp_path / "b" / "export" / "keep.txt").read_text() == "not ours"
