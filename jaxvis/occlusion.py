@@ -268,20 +268,23 @@ def _occlude(image_HWC, fill_HWC, start, patch):
     return jnp.where(inside[..., None], fill_HWC, image_HWC)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "layer", "score"))
-def _base(model: Model, layer: str | None, score: str, params: Params, images_GHWC, labels_G):
-    """The unoccluded pass: its readout, every activation and the strongest map of ``layer``."""
+@functools.partial(jax.jit, static_argnames=("model", "steps", "layer", "score"))
+def _prepare(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, score: str, params: Params,
+             images_GHWC, labels_G):
+    """The unoccluded pass: its readout, the strongest map of ``layer``, and what an
+    incremental pass keeps of it (None for full re-inference): each windowed layer's
+    canvas, the last spatial map, and the strongest map of ``layer``.
+
+    One call, so that XLA frees each activation once the canvases and maps it feeds are
+    made: the call holds what it keeps and a layer's input and output at a time, never
+    every activation at once."""
     logits, trace = model.apply(params, images_GHWC)
     readout = jax.vmap(functools.partial(_readout, score=score))(logits, labels_G)
+    activations = trace.activations
     channel = (jnp.zeros(len(labels_G), jnp.int32) if layer is None
-               else jax.vmap(strongest_map)(trace.activations[layer]))
-    return readout, trace.activations, channel
-
-
-@functools.partial(jax.jit, static_argnames=("model", "steps", "layer"))
-def _keep(model: Model, steps: tuple[_Step, ...], layer: str | None, images_GHWC, activations, channel_G):
-    """What an incremental pass keeps of the unoccluded one: each windowed layer's canvas,
-    the last spatial map, and the strongest map of ``layer``."""
+               else jax.vmap(strongest_map)(activations[layer]))
+    if steps is None:
+        return readout, channel, None
     inputs = dict(zip(model.names, _inputs(model, images_GHWC, activations)))
     canvases = {}
     for step in steps:
@@ -293,8 +296,8 @@ def _keep(model: Model, steps: tuple[_Step, ...], layer: str | None, images_GHWC
                                                 ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
     kept = {"canvas": canvases, "last": activations[steps[-1].layer.name]}
     if layer is not None:
-        kept["map"] = jnp.take_along_axis(activations[layer], channel_G[:, None, None, None], axis=-1)[..., 0]
-    return kept
+        kept["map"] = jnp.take_along_axis(activations[layer], channel[:, None, None, None], axis=-1)[..., 0]
+    return readout, channel, kept
 
 
 def _full_position(model: Model, layer: str | None, patch: tuple[int, int], params: Params, kept, image_HWC,
@@ -410,79 +413,185 @@ def _positions(model: Model, steps: tuple[_Step, ...] | None, layer: str | None,
 # ---------------------------------------------------------------------------------------
 # Memory and chunking
 
-# Positions evaluated together (vmapped) in the spatial layers are sized to about this
-# many bytes of working memory. Measured on 2 CPU cores: all 625 MNIST positions of an
-# image at once beat 20 to 300 at a time; VGG16 ran best near 20 (incremental, 10 MB
-# each) and 2 (full, 115 MB each), slower at 64 and 8.
-_WORKING_SET = 256e6
+# What a sweep holds at once must stay within its memory budget: the host's copy of the
+# images and its results, and on the devices the images, the fill, what the unoccluded
+# pass keeps, and one call's temporaries, outputs and arguments. XLA reports a compiled
+# call's temporaries and outputs (memory_analysis); what it does not see (the runtime's
+# scratch, allocator slack, thread stacks) is covered by planning for the budget divided
+# by this factor. Measured with scripts/bench_memory.py (peak RSS growth of a warm sweep
+# over the planned bytes): SAFETY_MEASURED.
+_SAFETY = 1.15
+# The vmapped batch of positions takes at most this share of what the budget leaves a
+# call (the rest holds the call's positions through the dense layers), and at most
+# _CACHE_SET bytes as _memory estimates them: larger batches run no faster on CPU.
+# Measured on 2 cores: VGG16 ran best near 11 incremental positions and 2 full ones at
+# 224 (slower at 64 and 8), MNIST with all 625 positions of an image at once.
+_BATCH_SHARE = 0.5
+_CACHE_SET = 64e6
 # At most this many positions per call: enough to amortize a call and the dense layers'
 # weights, few enough to report progress every few seconds.
 _CALL_POSITIONS = 20_000
+# Compiles tried before a budget that the estimates said fits but the compiled calls
+# do not is refused.
+_ATTEMPTS = 4
 
 
 def _floats(shape) -> int:
     return math.prod(shape)
 
 
-def _memory(model: Model, steps: tuple[_Step, ...] | None) -> tuple[int, int, int]:
-    """Estimated bytes ``(per image, per position in a batch, per position in a call)``.
+@dataclasses.dataclass(frozen=True)
+class _Memory:
+    """Bytes per device of what a sweep holds. ``image`` and ``kept`` are exact; the
+    others estimate XLA's temporaries and outputs, which :func:`_fit` checks against the
+    compiled calls.
 
-    Per image: its unoccluded pass (every activation) and, for an incremental pass, the
-    canvases it keeps. Per position in a vmapped batch: every spatial activation of a
-    full pass, or each window read and computed by an incremental one. Per position in a
-    call: its last spatial map and the dense layers' outputs, held for the whole call.
+    Attributes:
+      image: one input image (the fill is one more).
+      kept: what an incremental pass keeps of one image's unoccluded pass (0 for full).
+      prepare: one image's unoccluded pass: what it keeps, and a layer's input and output.
+      fixed: a call of positions, whatever its size (Winograd's transformed kernels, the
+        convolutions' packed kernels).
+      per_batch: each position of a vmapped batch in the spatial layers (XLA's buffers).
+      packing: each position of a vmapped batch in a convolution's packing (:func:`_packing`).
+      per_call: each position of a call: its last spatial map through the dense layers.
+    """
+
+    image: int
+    kept: int
+    prepare: int
+    fixed: int
+    per_batch: int
+    packing: int
+    per_call: int
+
+    def call(self, batch: int, stack: int, block: int) -> int:
+        """A call of ``block`` positions per image, ``stack`` images of ``batch`` positions vmapped at a time."""
+        return self.fixed + stack * (batch * (self.per_batch + self.packing) + block * self.per_call)
+
+    def peak(self, group: int, call: int) -> int:
+        """``group`` images in the unoccluded pass, then with a call of ``call`` bytes."""
+        return self.image * (group + 1) + max(group * self.prepare, group * self.kept + call)
+
+    def scaled(self, prepare: float, call: float) -> _Memory:
+        """The unoccluded pass's estimate raised by ``prepare``, the calls' by ``call`` (never lowered)."""
+        def up(value):
+            return math.ceil(value * max(call, 1.0))
+        return dataclasses.replace(self, prepare=math.ceil(self.prepare * max(prepare, 1.0)), fixed=up(self.fixed),
+                                   per_batch=up(self.per_batch), packing=up(self.packing), per_call=up(self.per_call))
+
+
+def _packing(layer: Layer, in_channels: int, outputs: int) -> tuple[int, int]:
+    """Floats XLA:CPU's convolution (Eigen's tensor contraction) may pack beyond XLA's own
+    buffers when it computes ``outputs`` output pixels of a conv layer: ``(per output
+    pixel, per call)``. It packs at most two k-slices of every row block of the patch
+    matrix and every column block of the kernel, ``2 (outputs + features) K`` with
+    ``K = kh kw C_in / groups``. Measured on 1 and 2 threads: up to 0.99 of this for
+    unpadded convolutions, 0.1-0.3 for padded ones. Other backends count their
+    convolutions' scratch among XLA's buffers, and dense layers pack cache-sized blocks."""
+    if layer.kind != "conv" or jax.default_backend() != "cpu":
+        return 0, 0
+    k = layer.kernel[0] * layer.kernel[1] * in_channels // layer.groups
+    return 2 * outputs * k, 2 * layer.features * k
+
+
+def _memory(model: Model, steps: tuple[_Step, ...] | None, layer: str | None) -> _Memory:
+    """What one image, its unoccluded pass and the calls of positions hold (:class:`_Memory`).
+
+    XLA frees a buffer after its last use, so a chain of layers holds about one layer's
+    input and output at a time: the widest such pair estimates a forward pass's
+    temporaries, to which a convolution's packing adds (:func:`_packing`: one conv layer
+    runs at a time). An incremental position holds the window buffer a layer reads (its
+    slack included, and its copy), the window it computes and Winograd's transformed
+    tiles; every position of a batch also holds its copy of the last spatial map.
     """
     shapes = [model.input_shape] + [model.shapes[layer.name] for layer in model.layers]
-    activations = sum(_floats(s) for s in shapes)
+    sizes = [_floats(s) for s in shapes]
     split = len(_spatial_layers(model))
-    call = sum(_floats(s) for s in shapes[split:])
+    widest = max(a + b for a, b in zip(sizes, sizes[1:]))
+    per_call = sizes[split] + max(a + b for a, b in zip(sizes[split:], sizes[split + 1:]))
+    packs = [_packing(step, below[-1], _floats(model.shapes[step.name][:2]))
+             for step, below in zip(model.layers, shapes)]
+    image_pack = max(a + b for a, b in packs)  # a whole image's convolutions
     if steps is None:
-        return _BYTES * activations, _BYTES * sum(_floats(s) for s in shapes[:split + 1]), _BYTES * call
-    canvases, batch = 0, 0
+        spatial = max(a + b for a, b in zip(sizes[:split], sizes[1:split + 1]))
+        per_pack, call_pack = max(a for a, _ in packs), max(b for _, b in packs)
+        return _Memory(_BYTES * sizes[0], 0, _BYTES * (widest + image_pack), _BYTES * call_pack,
+                       _BYTES * (sizes[0] + spatial), _BYTES * per_pack, _BYTES * per_call)
+    kept, window, fixed, transform, per_pack, call_pack = sizes[split], 0, 0, 0, 0, 0
+    if layer is not None:
+        kept += _floats(model.shapes[layer][:2])
     for step, below in zip(steps, shapes):
-        batch += _floats(step.size) * model.shapes[step.layer.name][-1]
+        channels = model.shapes[step.layer.name][-1]
+        held = _floats(step.size) * channels
         if step.windowed:
             read, pads = step.read, step.canvas_padding(below[:2])
-            batch += (read[0] + sum(step.slack[0])) * (read[1] + sum(step.slack[1])) * below[2]
-            canvases += (below[0] + sum(pads[0])) * (below[1] + sum(pads[1])) * below[2]
-        if step.winograd:  # 16 values per 2x2 output tile: the transformed input and the products
-            tiles = -(-step.size[0] // 2) * -(-step.size[1] // 2)
-            batch += 16 * tiles * (below[2] + model.shapes[step.layer.name][-1])
-    return _BYTES * (activations + canvases), _BYTES * batch, _BYTES * call
+            held += 2 * (read[0] + sum(step.slack[0])) * (read[1] + sum(step.slack[1]) + step.extra) * below[2]
+            kept += (below[0] + sum(pads[0])) * (below[1] + sum(pads[1])) * below[2]
+        if step.winograd:  # 16 values per 2x2 output tile, in and out; the kernels, transformed once a call
+            held += 16 * -(-step.size[0] // 2) * -(-step.size[1] // 2) * (below[2] + channels)
+            fixed += 16 * below[2] * channels
+            transform = max(transform, 12 * below[2] * channels)
+        else:
+            pack = _packing(step.layer, below[2], _floats(step.size))
+            per_pack, call_pack = max(per_pack, pack[0]), max(call_pack, pack[1])
+        window = max(window, held)
+    return _Memory(_BYTES * sizes[0], _BYTES * kept, _BYTES * (kept + widest + image_pack),
+                   _BYTES * (fixed + transform + call_pack), _BYTES * (window + sizes[split]), _BYTES * per_pack,
+                   _BYTES * per_call)
 
 
-def _chunking(num_images: int, num_positions: int, per_image: int, per_batch: int, per_call: int, budget: float,
+def _host(num_images: int, grid: int, image_shape: tuple[int, int, int]) -> int:
+    """Bytes the host holds: a float32 copy of the images (or the finiteness check's
+    masks), the readouts (four 4-byte values per grid position as collected, joined and
+    returned, and their drops in float64: 64 bytes) and the attribution (float64 sums
+    and quotient, float32 result: 20 bytes per pixel)."""
+    return num_images * (_BYTES * _floats(image_shape) + 64 * grid + 20 * image_shape[0] * image_shape[1])
+
+
+def _too_small(budget: float, least: float, devices: int) -> ValueError:
+    return ValueError(
+        f"memory_budget={budget:.3g} bytes is too small for one occluder position: one image, its unoccluded pass "
+        f"and one position need about {least:.3g} bytes with the results"
+        + (f" (the device part on each of {devices} devices)" if devices > 1 else "")
+        + f" and a safety factor of {_SAFETY}; use at least {math.ceil(least):.4g}")
+
+
+def _chunking(num_images: int, num_positions: int, memory: _Memory, budget: float, host: int,
               devices: int) -> tuple[int, int, int, int]:
     """``(images per call, positions per call, positions per vmapped batch, images per
-    vmapped batch)``.
+    vmapped batch)`` within ``budget``, by the estimates ``memory``.
 
-    Peak memory is about ``images * per_image + devices * stack * batch * per_batch +
-    positions * per_call``. The batch is the largest within the budget and the
-    working-set target; where it holds all of an image's positions (drill-down's few
-    per image, small images), that many images' batches are vmapped together to fill
-    it. A call takes all positions of as many images as fit, or else as many positions
-    of one image as fit; both are evened out so that little padding is computed.
+    Each device may hold ``(budget / _SAFETY - host) / devices`` bytes: see
+    :meth:`_Memory.peak`. The batch is the largest within its share of what one image's
+    call may hold and the cache-friendly size; a call then takes as many of an image's
+    positions as the rest holds. When a call holds all of an image's positions, it takes
+    as many images as fit, and where a batch holds all of an image's positions
+    (drill-down's few per image, small images), that many images' batches are vmapped
+    together. Counts are evened out so that little padding is computed.
     """
-    need = per_image + devices * (per_batch + per_call)
-    if need > budget:
-        raise ValueError(
-            f"memory_budget={budget:.3g} bytes is too small for one occluder position: one image needs about "
-            f"{per_image:.3g} bytes and each position {per_batch + per_call:.3g} more"
-            + (f" on each of {devices} devices" if devices > 1 else "") + f"; use at least {need:.3g}")
+    room = (budget / _SAFETY - host) / devices
+    least = memory.peak(1, memory.call(1, 1, 1))
+    if least > room:
+        raise _too_small(budget, _SAFETY * (host + devices * least), devices)
     share = -(-num_positions // devices)
-    most = int(min((budget - per_image) // (devices * (per_batch + per_call)), _WORKING_SET // per_batch))
-    batch = _even(share, max(min(share, most), 1), 1)
-    fit = (budget - per_image - devices * batch * per_batch) // (devices * per_call)
-    per_device = _even(share, max(batch, min(int(fit), _CALL_POSITIONS // devices) // batch * batch), batch)
+    spare = room - 2 * memory.image - memory.kept - memory.fixed  # one image's call beyond its fixed part
+    each = memory.per_batch + memory.packing
+    batch = _even(share, max(1, min(share, int(_BATCH_SHARE * spare // (each + memory.per_call)),
+                                    int(_CACHE_SET // memory.per_batch))), 1)
+    fit = int((spare - batch * each) // memory.per_call)
+    per_device = _even(share, max(batch, min(fit, _CALL_POSITIONS // devices) // batch * batch), batch)
     block = per_device * devices
     if per_device < share:
         return 1, block, batch, 1
-    spare = budget - devices * batch * per_batch - block * per_call
-    group = max(1, min(num_images, int(spare // per_image), _CALL_POSITIONS // block))
-    stack = max(1, min(group, most // batch)) if batch == share else 1
-    while stack > 1 and per_image * group + devices * stack * batch * per_batch + group * block * per_call > budget:
+    most = max(1, min(num_images, _CALL_POSITIONS // block))
+    stack = max(1, min(most, int(_CACHE_SET // (batch * memory.per_batch)))) if batch == share else 1
+    while True:
+        group = min(most, int((room - memory.image) // (memory.image + memory.prepare)),
+                    int((room - memory.image - memory.call(batch, stack, per_device)) // (memory.image + memory.kept)))
+        if group >= stack:
+            return group // stack * stack, block, batch, stack
         stack //= 2
-    return group // stack * stack, block, batch, stack
 
 
 def _even(total: int, most: int, multiple: int) -> int:
@@ -502,11 +611,65 @@ def _pad_to(a: np.ndarray, n: int, axis: int = 0) -> np.ndarray:
     return np.concatenate([a, np.take(a, [-1] * extra, axis=axis)], axis=axis)
 
 
+def _footprint(compiled) -> int | None:
+    """A compiled call's temporaries and outputs, per device, as XLA assigned them (None where unreported)."""
+    analysis = compiled.memory_analysis()
+    return None if analysis is None else analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+
+
+def _fit(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, score: str, patch: tuple[int, int],
+         mesh: Mesh | None, params: Params, fill_HWC, num_images: int, rounds: list[int], budget: float, host: int):
+    """The chunking of every round and its compiled calls, within ``budget``.
+
+    :func:`_chunking` chooses by the estimates of :func:`_memory`; the calls are compiled
+    for that chunking and XLA's count of their temporaries and outputs replaces the
+    estimates. Where the calls hold more than the budget allows, the estimates are raised
+    to what was measured and the chunking chosen again (a budget too small for one
+    position is refused with the minimum).
+
+    Returns:
+      images per call, the compiled unoccluded pass, and per round ``(positions per call,
+      positions per vmapped batch, images per vmapped batch, compiled call)``.
+    """
+    devices = 1 if mesh is None else mesh.size
+    replicated = None if mesh is None else NamedSharding(mesh, PartitionSpec())
+    split = None if mesh is None else NamedSharding(mesh, PartitionSpec(None, mesh.axis_names[0]))
+    memory = _memory(model, steps, layer)
+    for _ in range(_ATTEMPTS):
+        chunks = [_chunking(num_images, count, memory, budget, host, devices) for count in rounds]
+        group = min(g for g, _, _, _ in chunks)
+        images = jax.ShapeDtypeStruct((group, *model.input_shape), jnp.float32, sharding=replicated)
+        labels = jax.ShapeDtypeStruct((group,), jnp.int32, sharding=replicated)
+        prepare = _prepare.lower(model, steps, layer, score, params, images, labels).compile()
+        _, channel, kept = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+            jax.eval_shape(functools.partial(_prepare, model, steps, layer, score), params, images, labels))
+        calls, ratio = [], 1.0
+        for _, block, batch, stack in chunks:
+            stack = min(stack, group)
+            starts = jax.ShapeDtypeStruct((group, block, 2), jnp.int32, sharding=split)
+            compiled = _positions.lower(model, steps, layer, score, patch, batch, stack, mesh, params, kept, images,
+                                        fill_HWC, labels, channel, starts).compile()
+            calls.append((block, batch, stack, compiled))
+            estimate = memory.call(batch, stack, block // devices)
+            measured = _footprint(compiled)
+            ratio = max(ratio, 1.0 if measured is None else (measured + starts.size * _BYTES // devices) / estimate)
+        measured = _footprint(prepare)
+        grow = 1.0 if measured is None else measured / (group * memory.prepare)
+        if grow <= 1 and ratio <= 1:
+            return group, prepare, calls
+        memory = memory.scaled(grow, ratio)
+        peak = max(memory.peak(group, memory.call(batch, stack, block // devices)) for block, batch, stack, _ in calls)
+        if host + devices * peak <= budget / _SAFETY:
+            return group, prepare, calls
+    raise _too_small(budget, _SAFETY * (host + devices * memory.peak(1, memory.call(1, 1, 1))), devices)
+
+
 def _evaluate(model: Model, params: Params, images_NHWC, labels_N, fill_HWC, starts_NT2: np.ndarray,
               patch: tuple[int, int], layer: str | None, method: str, tau: float | None, score: str,
-              memory_budget: float, mesh: Mesh | None, progress: Callable[[int], None] | None,
+              memory_budget: float, host: int, mesh: Mesh | None, progress: Callable[[int], None] | None,
               refine: tuple[int, Callable] | None = None):
-    """Every position of every image.
+    """Every position of every image, within ``memory_budget`` (``host`` bytes of it on the host).
 
     ``refine = (count, choose)`` adds a second round: after a group of images has run
     ``starts_NT2``, ``choose(prob_GT, base_prob_G)`` gives each image ``count`` more
@@ -518,33 +681,27 @@ def _evaluate(model: Model, params: Params, images_NHWC, labels_N, fill_HWC, sta
     """
     steps = _plan(model, patch, tau) if method == "incremental" else None
     n, t = starts_NT2.shape[:2]
-    devices = 1 if mesh is None else mesh.size
-    memory = _memory(model, steps)
-    rounds = [t] if refine is None else [t, refine[0]]
-    chunks = [_chunking(n, count, *memory, memory_budget, devices) for count in rounds]
-    group = min(g for g, _, _, _ in chunks)
     replicated = None if mesh is None else NamedSharding(mesh, PartitionSpec())
     split = None if mesh is None else NamedSharding(mesh, PartitionSpec(None, mesh.axis_names[0]))
     params, fill_HWC = jax.device_put((params, fill_HWC), replicated)
+    rounds = [t] if refine is None else [t, refine[0]]
+    group, prepare, calls = _fit(model, steps, layer, score, patch, mesh, params, fill_HWC, n, rounds, memory_budget,
+                                 host)
     names = ("prob", "label", "value", "feature")
     out, base, ran = {k: [] for k in names}, {k: [] for k in ("prob", "label", "value", "channel")}, []
     for first in range(0, n, group):
         real = min(group, n - first)
         idx = _pad_to(np.arange(first, first + real), group)
         images, labels = jax.device_put((images_NHWC[idx], labels_N[idx]), replicated)
-        readout, activations, channel = _base(model, layer, score, params, images, labels)
-        kept = None if steps is None else _keep(model, steps, layer, images, activations, channel)
-        del activations
+        readout, channel, kept = jax.device_put(prepare(params, images, labels), replicated)
         for name, v in zip(base, (*readout, channel)):
             base[name].append(np.asarray(v)[:real])
 
-        def run(starts_GT2, block, batch, stack):
-            stack = min(stack, group)
+        def run(starts_GT2, block, call):
             parts = []
             for lo in range(0, starts_GT2.shape[1], block):
                 starts = jax.device_put(_pad_to(starts_GT2[:, lo:lo + block], block, axis=1), split)
-                result = _positions(model, steps, layer, score, patch, batch, stack, mesh, params, kept, images,
-                                    fill_HWC, labels, channel, starts)
+                result = call(params, kept, images, fill_HWC, labels, channel, starts)
                 stop = min(block, starts_GT2.shape[1] - lo)
                 parts.append([None if v is None else np.asarray(v)[:, :stop] for v in result])
                 if progress is not None:
@@ -552,11 +709,11 @@ def _evaluate(model: Model, params: Params, images_NHWC, labels_N, fill_HWC, sta
             return [None if v[0] is None else np.concatenate(v, axis=1) for v in zip(*parts)]
 
         starts = starts_NT2[idx]
-        result = run(starts, *chunks[0][1:])
+        result = run(starts, calls[0][0], calls[0][3])
         if refine is not None:
             more = refine[1](result[0], np.asarray(readout[0]))
             result = [None if a is None else np.concatenate([a, b], axis=1)
-                      for a, b in zip(result, run(more, *chunks[1][1:]))]
+                      for a, b in zip(result, run(more, calls[1][0], calls[1][3]))]
             starts = np.concatenate([starts, more], axis=1)
         for name, v in zip(names, result):
             if v is not None:
@@ -667,10 +824,11 @@ def _sweep(model, params, images_NHWC, labels_N, patch, stride, fill, layer, mem
     images_NHWC = np.asarray(images_NHWC, np.float32)
     rows, cols = positions(h, patch[0], stride[0]), positions(w, patch[1], stride[1])
     grid_PQ2 = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).astype(np.int32)
-    run = functools.partial(_evaluate, model, params, images_NHWC, labels, fill_HWC, patch=patch, layer=layer,
-                            method=method, tau=tau, score=score, memory_budget=memory_budget, mesh=mesh,
-                            progress=progress)
     p, q = len(rows), len(cols)
+    host = _host(n, p * q, model.input_shape)
+    run = functools.partial(_evaluate, model, params, images_NHWC, labels, fill_HWC, patch=patch, layer=layer,
+                            method=method, tau=tau, score=score, memory_budget=memory_budget, host=host, mesh=mesh,
+                            progress=progress)
     if coarse_stride is None:
         out, base, _ = run(starts_NT2=np.broadcast_to(grid_PQ2.reshape(1, p * q, 2), (n, p * q, 2)))
         maps = {k: None if v is None else v.reshape(n, p, q) for k, v in out.items()}

@@ -179,40 +179,41 @@ def test_incremental_equals_full(name, overrides, patch, stride, layer):
 
 def test_chunking_does_not_change_results(mnist, full_maps):
     model, params, x, labels = mnist
-    small = sweep(model, params, x, labels, PATCH, STRIDE, fill=0.5, layer=LAYER, memory_budget=4e6)  # 5 at a time
-    assert rel_err(small.prob_NPQ, full_maps.prob_NPQ) <= 1e-6
-    assert rel_err(small.feature_NPQ, full_maps.feature_NPQ) <= 1e-6
+    # one position at a time, 25 a call, against 49 positions of two images vmapped at once;
+    # XLA:CPU convolves batches of other sizes with other blockings, which round differently
+    small = sweep(model, params, x, labels, PATCH, STRIDE, fill=0.5, layer=LAYER, memory_budget=4e6)
+    assert rel_err(small.prob_NPQ, full_maps.prob_NPQ) <= 1e-5
+    assert rel_err(small.feature_NPQ, full_maps.feature_NPQ) <= 1e-5
     assert (small.label_NPQ == full_maps.label_NPQ).all()
 
 
 @pytest.mark.parametrize("name,overrides,patch", [("mnist_cnn", {}, 6),
                                                   ("vgg16", dict(input_size=64, num_classes=10), 16)])
-def test_memory_per_image_counts_what_an_incremental_pass_keeps(name, overrides, patch):
-    # oracle: the sizes of the arrays the unoccluded pass really makes and keeps
+def test_memory_kept_counts_what_an_incremental_pass_keeps(name, overrides, patch):
+    # oracle: the sizes of the arrays the unoccluded pass really keeps
     model = models.build(name, **overrides)
     params = he_params(model)
     steps = _plan(model, (patch, patch), None)
     x, labels = jnp.zeros((1, *model.input_shape)), jnp.zeros((1,), jnp.int32)
-    _, activations, channel = occlusion._base(model, None, "probability", params, x, labels)
-    kept = occlusion._keep(model, steps, None, x, activations, channel)
-    floats = x.size + sum(a.size for a in activations.values()) + sum(c.size for c in kept["canvas"].values())
-    assert _memory(model, steps)[0] == 4 * floats
+    _, _, kept = occlusion._prepare(model, steps, None, "probability", params, x, labels)
+    assert _memory(model, steps, None).kept == 4 * sum(a.size for a in jax.tree.leaves(kept))
 
 
 def test_images_stacked_in_a_batch_give_the_same_maps(mnist, monkeypatch):
-    # a working set of two images' 49 positions: images are vmapped two at a time, and
-    # the third image of three runs in a padded call
+    # a cache-friendly size of one, then two images' 49 positions: images are vmapped two
+    # at a time, and the third image of three runs in a padded call
     model, params, x, labels = mnist
     x3, labels3 = np.concatenate([x, x[:1]]), np.concatenate([labels, labels[:1]])
-    memory = _memory(model, _plan(model, (PATCH, PATCH), None))
-    monkeypatch.setattr(occlusion, "_WORKING_SET", 49 * memory[1])
-    assert _chunking(3, 49, *memory, 2e9, 1)[3] == 1
+    memory = _memory(model, _plan(model, (PATCH, PATCH), None), LAYER)
+    monkeypatch.setattr(occlusion, "_CACHE_SET", 49 * memory.per_batch)
+    assert _chunking(3, 49, memory, 2e9, 0, 1)[3] == 1
     reference = sweep(model, params, x3, labels3, PATCH, STRIDE, fill=0.5, layer=LAYER, method="incremental")
-    monkeypatch.setattr(occlusion, "_WORKING_SET", 2 * 49 * memory[1])
-    assert _chunking(3, 49, *memory, 2e9, 1) == (2, 49, 49, 2)
+    monkeypatch.setattr(occlusion, "_CACHE_SET", 2 * 49 * memory.per_batch)
+    assert _chunking(3, 49, memory, 2e9, 0, 1) == (2, 49, 49, 2)
     stacked = sweep(model, params, x3, labels3, PATCH, STRIDE, fill=0.5, layer=LAYER, method="incremental")
-    assert rel_err(stacked.prob_NPQ, reference.prob_NPQ) <= 1e-6
-    assert rel_err(stacked.feature_NPQ, reference.feature_NPQ) <= 1e-6
+    # 98 windows convolved at once round differently from 49 (1.5e-6 apart here)
+    assert rel_err(stacked.prob_NPQ, reference.prob_NPQ) <= 1e-5
+    assert rel_err(stacked.feature_NPQ, reference.feature_NPQ) <= 1e-5
     assert (stacked.label_NPQ == reference.label_NPQ).all()
 
 
