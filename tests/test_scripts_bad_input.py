@@ -69,7 +69,7 @@ MORE_CASES = [
     ("train: divergence", "train", ("--config", "mnist_cnn", "--workdir", "{out}", "--no-progress", *SAMPLE,
                                     "--set", "optimizer='sgd'", "--set", "learning_rate=1e12", "--set",
                                     "log_every_steps=1", "--set", "max_steps=5", "--set", "model_overrides="
-                                    "{'widths': (4, 8), 'hidden': 16}"),
+                                    "{{'widths': (4, 8), 'hidden': 16}}"),
      "training diverged at step"),
     ("demo: damaged card.json", "demo", ("--checkpoint", "{bad_card}", "--out", "{out}"),
      "{bad_card}/card.json is not a valid JSON file (UnicodeDecodeError"),
