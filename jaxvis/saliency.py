@@ -280,7 +280,6 @@ def guided_grad_cam(model: Model, params: Params, x_NHWC, classes, layer: str | 
     forward pass serves the map and the guided backpropagation. Arguments as
     :func:`grad_cam`; returns ``(N, H, W, C)`` or ``(N, K, H, W, C)``.
     """
-    _checks.choice("upsampling mode", upsample, UPSAMPLING)
     classes_NK, several, layer, chunk = _cam_arguments(model, x_NHWC, classes, layer, upsample, memory_budget,
                                                        guided=True)
     return _unstack(_grad_cam(model, params, x_NHWC, classes_NK, layer, upsample, chunk, guided=True), several)
@@ -291,14 +290,16 @@ def _cam_arguments(model, x_NHWC, classes, layer, upsample, memory_budget, guide
     classes_NK, several = _classes_NK(model, x_NHWC, classes)
     layer = cam_layer(model) if layer is None else layer
     model.check_layer(layer, spatial=True)
-    _checks.choice("upsampling mode", upsample, (None, *UPSAMPLING))
+    _checks.choice("upsampling mode", upsample, UPSAMPLING if guided else (None, *UPSAMPLING))
     if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float, np.number)) or not np.isfinite(
             memory_budget):
         raise ValueError(f"memory_budget must be a finite number of bytes, got {memory_budget!r}")
     _checks.positive("memory_budget", memory_budget)
-    # Per class, the backward pass holds a cotangent of each layer it crosses, per image.
+    # Per class and image: a cotangent of each layer the backward pass crosses, and the map
+    # at the input's size (guided: the input's cotangent holds it).
     crossed = model.names[0 if guided else model.names.index(layer):]
-    floats = sum(math.prod(model.shapes[name]) for name in crossed) + (math.prod(model.input_shape) if guided else 0)
+    at_input = math.prod(model.input_shape) if guided else math.prod(model.input_shape[:2]) if upsample else 0
+    floats = sum(math.prod(model.shapes[name]) for name in crossed) + at_input
     per_class = floats * x_NHWC.shape[0] * np.dtype(x_NHWC.dtype).itemsize
     if per_class > memory_budget:
         raise ValueError(f"memory_budget={memory_budget:.3g} bytes is too small for one class: its backward pass "

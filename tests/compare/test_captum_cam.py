@@ -15,23 +15,12 @@ import pytest
 import captum.attr as captum_attr
 import torch
 import torch.nn.functional as F
+from conftest import rel_err as rel
+from test_torch import _threads  # noqa: F401  (autouse: torch on 2 threads, as in test_torch)
 
 from jaxvis import models, saliency, weights
 
 TOL = 1e-4
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
 
 
 def vgg16(input_size: int, images: int):
