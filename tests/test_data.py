@@ -185,12 +185,22 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def over_bad_inputs(table):
+    """Parametrize a test over a ``BAD_INPUTS`` table of ``(id, call, message)``."""
+    return pytest.mark.parametrize("call, message", [case[1:] for case in table], ids=[case[0] for case in table])
+
+
+def assert_refused(call, scratch, message: str) -> None:
+    """``call(scratch)`` raises a ``ValueError`` whose message holds ``message``."""
+    with pytest.raises(ValueError) as info:
+        call(scratch)
+    assert message in str(info.value), f"{message!r} is not in {str(info.value)!r}"
+
+
+@over_bad_inputs(BAD_INPUTS)
 def test_bad_input_is_a_value_error_naming_expected_and_given(tmp_path, call, message):
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(ValueError) as info:
-        call(tmp_path)
-    assert message in str(info.value)
+    assert_refused(call, tmp_path, message)
 
 
 def test_data_dir_env_var_that_is_a_file_is_named(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from test_checkpoint import damage
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "checkpoints" / "mnist_cnn"
@@ -120,9 +121,7 @@ def make_inputs(tmp: Path) -> dict[str, str]:
     shutil.copytree(CHECKPOINT, tmp / "bad_card")
     (tmp / "bad_card" / "card.json").write_bytes(b"\xff\xfe\x00garbage")
     shutil.copytree(CHECKPOINT, tmp / "damaged")
-    for path in (tmp / "damaged").rglob("*"):
-        if path.is_file() and path.parent.name == "d":  # the arrays' data files
-            path.write_bytes(b"\x00garbage" * 3)
+    damage(tmp / "damaged" / "2808", "data")
     shutil.copytree(tmp / "bad_card", tmp / "bad_workdir" / "checkpoints")
     return {name: str(tmp / name) for name in ("file", "missing", "bad_card", "damaged", "bad_workdir")}
 

@@ -4,7 +4,6 @@ One uninterrupted run (``reference``) is the oracle for the others: a run killed
 resumed, a run over 4 devices, and ``train_many`` all reproduce it.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,8 @@ import pytest
 from PIL import Image
 
 from jaxvis import checkpoint, configs, data, models, train
+from test_checkpoint import damage, snapshot
+from test_data import assert_refused, over_bad_inputs, write_imagenet
 
 ROOT = Path(__file__).resolve().parent.parent
 # 1,000 sample images: 25 steps of 40 an epoch; evaluation in 3 batches of 300 and a padded one
@@ -183,12 +184,10 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("call, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+@over_bad_inputs(BAD_INPUTS)
 def test_bad_input_is_a_value_error_naming_expected_and_given(tmp_path, call, message):
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(ValueError) as info:
-        call(tmp_path)
-    assert message in str(info.value)
+    assert_refused(call, tmp_path, message)
     assert not (tmp_path / "run").exists()  # refused before any work
 
 
@@ -275,17 +274,6 @@ def test_killed_run_resumes_to_the_same_parameters(reference, tmp_path):
                                [line["loss"] for line in read_log(ref_dir)], rtol=1e-5)
 
 
-def damage(step_dir: Path, what: str) -> dict[str, str]:
-    """Overwrite the array data or the tree metadata of a step's params; the files' new hashes."""
-    params = step_dir / "params"
-    targets = [p for p in params.rglob("*") if p.is_file() and p.parent.name == "d"] if what == "data" else [
-        params / "_METADATA"]
-    for p in targets:
-        p.write_bytes(b"\x00garbage" * 3)
-    return {str(p.relative_to(step_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(step_dir.rglob("*")) if p.is_file()}
-
-
 def test_damaged_latest_checkpoints_are_set_aside_and_the_run_resumes_before_them(reference, tmp_path, caplog):
     # the finished reference run's checkpoints are 10, 20 and 25; with 25 and 20 damaged the
     # rerun resumes from 10 and redoes steps 11-25 exactly
@@ -300,9 +288,7 @@ def test_damaged_latest_checkpoints_are_set_aside_and_the_run_resumes_before_the
     assert f"checkpoint {checkpoints / '25'} is damaged" in notices[0] and "resumes from step 20" in notices[0]
     assert "kept as 20.damaged, and the run resumes from step 10, the one before it" in notices[1]
     for step, hashes in damaged.items():  # kept as they were, under another name
-        kept = checkpoints / f"{step}.damaged"
-        assert {str(p.relative_to(kept)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(kept.rglob("*")) if p.is_file()} == hashes
+        assert snapshot(checkpoints / f"{step}.damaged") == hashes
     assert checkpoint.saved_steps(tmp_path) == [10, 20, 25]
     assert_trees_close(resumed["params"], ref["params"])
     assert [line["step"] for line in read_log(tmp_path)] == [5, 10, 15, 20, 25]
@@ -440,8 +426,6 @@ def test_metrics_log_after_a_kill_in_an_evaluation_a_cut_line_and_a_rerun(tmp_pa
 
 
 def test_class_folders_must_match_the_model_outputs(tmp_path):
-    from test_data import write_imagenet  # two class folders
-
     write_imagenet(tmp_path / "imagenet2012")
     config = configs.get("zfnet_imagenet", model_overrides={"num_classes": 3}, batch_size=2, num_devices=1)
     with pytest.raises(ValueError, match=r"zfnet has 3 outputs, but .*imagenet2012 has 2 classes \(n01, n02, ...\)"):
