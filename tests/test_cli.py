@@ -69,3 +69,27 @@ def test_counts_must_be_integers_of_at_least_one():
     for text in ("0", "-2", "1.5", "x"):
         with pytest.raises(argparse.ArgumentTypeError, match=f"expected an integer >= 1, got '{text}'"):
             cli.count(text)
+
+
+def test_run_ends_a_scripts_own_exit_message_with_the_same_error_line():
+    def refuse():
+        raise SystemExit("unknown variants ['x']")
+
+    def usage():  # argparse prints its message, then exits with status 2
+        raise SystemExit(2)
+
+    with pytest.raises(SystemExit, match=r"^error: unknown variants \['x'\]$"):
+        cli.run(refuse)
+    with pytest.raises(SystemExit) as info:
+        cli.run(usage)
+    assert info.value.code == 2
+
+
+def test_folder_refuses_a_file_on_the_path_and_creates_the_rest(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for path in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(ValueError, match=f"^--out must be a folder, but {tmp_path / 'file'} is a file$"):
+            cli.folder(path, "--out")
+    with pytest.raises(ValueError, match=r"^--out must be a path \(str or os.PathLike\), got int 3$"):
+        cli.folder(3, "--out")
+    assert cli.folder(tmp_path / "a" / "b", "--out").is_dir()
