@@ -285,7 +285,9 @@ def _projections(network: Network, settings: Settings, x_HWC, probs_K) -> _Part:
 def _transforms(network: Network, settings: Settings, x_HWC, probs_K) -> _Part:
     model, layers = network.model, _transform_layers(network.model, settings)
     names, x_VHWC = transformed(model, x_HWC)
-    probs_VK = np.asarray(probabilities(model, network.params, x_VHWC))
+    # one variant per call: the programs compiled for the photo itself serve (the same
+    # shapes), and the projections' too when the layers are the same
+    probs_VK = np.concatenate([probabilities(model, network.params, x[None]) for x in x_VHWC])
     original = int(np.argmax(probs_VK[0]))
     rows, table = [], []
     for name, p in zip(names, probs_VK):
@@ -293,7 +295,8 @@ def _transforms(network: Network, settings: Settings, x_HWC, probs_K) -> _Part:
         table.append({"variant": name, "class": top1, "name": network.names.name(top1), "probability": float(p[top1]),
                       "original_class_probability": float(p[original])})
         rows.append((name, network.names.name(top1), f"{p[top1]:.4f}", f"{p[original]:.4f}"))
-    proj = np.asarray(strongest_projections(model, network.params, x_VHWC, layers, settings.rule)[0])
+    proj = np.concatenate([strongest_projections(model, network.params, x[None], layers, settings.rule)[0]
+                           for x in x_VHWC])
     fig = report_plots.variants(names, [plots.pixels(model, x) for x in np.asarray(x_VHWC)],
                                 [[plots.centred(p) for p in per] for per in proj], layers, settings.rule)
     original_name = html.escape(network.names.name(original))
@@ -460,7 +463,7 @@ def _run_section(network: Network, settings: Settings, section: str, folder: Pat
 
 
 _STYLE = """
-body { font-family: sans-serif; margin: 1.5em auto; max-width: 1400px; color: #222; }
+body { font-family: sans-serif; margin: 1.5em auto; padding: 0 1em; max-width: 1400px; color: #222; }
 h1 { font-size: 1.5em; } h2 { border-top: 2px solid #888; padding-top: .6em; margin-top: 2em; }
 .warning { background: #c00; color: #fff; padding: .8em 1em; font-size: 1.2em; font-weight: bold; }
 .note { background: #fff6d5; padding: .4em .8em; }

@@ -83,8 +83,7 @@ def captum_sections(net: report.Network, settings: report.Settings, x_1HWC) -> d
 
     model = net.model
     torch_net = weights.torch_module(model, net.params)
-    features = [n for n in model.names[:model.names.index("flatten")] if model.layer(n).kind != "dropout"]
-    modules = {n: torch_net.features[i] for i, n in enumerate(features)}
+    modules = dict(zip(model.fields, torch_net.features))  # the sliding-window layers, in order
     to_torch = lambda x: torch.tensor(np.asarray(x).transpose(0, 3, 1, 2).copy())  # noqa: E731
     x = to_torch(x_1HWC)
     layers, deepest = report.spatial_layers(model), report.spatial_layers(model)[-3:]

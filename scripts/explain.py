@@ -50,7 +50,8 @@ def network(args) -> report.Network:
         if args.weights or args.checkpoint or not args.model:
             raise ValueError("--random-weights takes --model NAME and neither --weights nor --checkpoint")
         size = None if not args.input_size else (*args.input_size, *args.input_size)[:2]
-        return report.random_network(args.model, size, args.seed, args.preset or "torchvision")
+        args.preset = args.preset or "torchvision"  # the photos are read as the random weights' layout expects
+        return report.random_network(args.model, size, args.seed, args.preset)
     model, params, card = cli.open_network(args)
     return report.Network(model, params, cli.source(args), False, cli.class_names(args, model, card))
 

@@ -2,13 +2,16 @@
 
 import json
 import re
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
-from jaxvis import classes, project, report
+from jaxvis import classes, images, models, project, report, weights
 from jaxvis.analysis import invariance
 from jaxvis.models import IMAGENET_MEAN, IMAGENET_STD, Model, conv, dense, flatten, max_pool, relu
 from jaxvis.project import Select
@@ -168,4 +171,52 @@ def test_an_error_midway_keeps_what_was_written(network, photos, tmp_path, monke
 def test_bad_settings_are_refused_before_anything_is_written(network, photos, tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         report.write(network, photos, ["a.jpg", "b.jpg"], tmp_path, report.Settings(**change), progress=False)
+    assert not (tmp_path / "index.html").exists()
+
+
+# --- scripts/explain.py ------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import explain  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def zfnet_weights(tmp_path_factory):
+    """A small random ZFNet saved as a torchvision-layout weights file, two photos (one RGBA)."""
+    root = tmp_path_factory.mktemp("explain")
+    model = models.build("zfnet", input_size=64, hidden=32, widths=(8, 8, 8, 8, 8))
+    params = model.init(jax.random.key(3))
+    weights.save(model, params, root / "zf.npz")
+    rng = np.random.default_rng(0)
+    (root / "photos").mkdir()
+    Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(root / "photos" / "a.png")
+    Image.fromarray(rng.integers(0, 255, (96, 64, 4), dtype=np.uint8)).save(root / "photos" / "b.png")
+    args = ["--weights", str(root / "zf.npz"), "--model", "zfnet", "--input-size", "64", "--model-set", "hidden=32",
+            "--model-set", "widths=(8, 8, 8, 8, 8)", "--image", str(root / "photos"), "--no-progress"]
+    return model, params, root, args
+
+
+def test_explain_with_a_weights_file_names_imagenet_classes(zfnet_weights, tmp_path):
+    model, params, root, args = zfnet_weights
+    explain.main([*args, "--out", str(tmp_path), "--sections", "predictions"])
+    page = (tmp_path / "index.html").read_text()
+    assert "RANDOM WEIGHTS" not in page and "zf.npz" in page and "RGBA" in page
+    pixels = images.load(root / "photos", "torchvision", size=64).pixels_NHWC
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)  # torchvision's constants, written out
+    probs = np.asarray(jax.nn.softmax(model.apply(params, (pixels - mean) / std)[0]))
+    for photo, p in zip("ab", probs):
+        top = _record(tmp_path, photo, "predictions")["data"]["top"]
+        assert [t[1] for t in top] == [classes.IMAGENET.name(i) for i in np.argsort(-p)[:5]]
+        assert np.abs(np.array([t[2] for t in top]) - np.sort(p)[::-1][:5]).max() < 1e-5
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--class", "flamingoo"], "Did you mean 'flamingo'"),
+    (["--preset", "caffe"], "caffe"),
+    (["--layers", "fc6"], "no spatial maps"),
+])
+def test_explain_refuses_bad_input_before_writing(zfnet_weights, tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        explain.main([*zfnet_weights[3], "--out", str(tmp_path), *extra])
     assert not (tmp_path / "index.html").exists()
