@@ -174,8 +174,9 @@ def test_adaptive_pool_averages_pytorchs_bins_and_is_the_identity_at_the_default
     for i, j in [(0, 0), (3, 2), (3, 4), (6, 6), (2, 3)]:
         expected = pool5[np.ix_(row_bins[i], col_bins[j])].mean(axis=(0, 1))
         np.testing.assert_allclose(avg[i, j], expected, rtol=1e-6, atol=1e-7)
-    at_224 = model.with_input_size(224)
-    _, trace = jax.jit(at_224.apply)(params, jax.random.normal(jax.random.key(2), (1, 224, 224, 3)))
+    alexnet = models.build("alexnet", hidden=8, num_classes=3)  # 224: pool5 is 6 x 6 already
+    x = jax.random.normal(jax.random.key(2), (1, 224, 224, 3))
+    _, trace = jax.jit(alexnet.apply)(he_params(alexnet), x)
     np.testing.assert_array_equal(np.asarray(trace.activations["avgpool"]), np.asarray(trace.activations["pool5"]))
 
 
