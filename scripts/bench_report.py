@@ -150,6 +150,11 @@ def timed(thunk) -> float:
     return time.perf_counter() - start
 
 
+def row(section: str, first: float, warm: float, captum: float) -> str:
+    goal = f"{GOALS[section]:.0f}x" if section in GOALS else ""
+    return f"| {section} | {first:.1f} | {warm:.2f} | {captum:.2f} | **{captum / warm:.1f}x** | {goal} |"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photo", default=str(images.SAMPLE_PHOTOS / "chelsea.jpg"))
@@ -165,23 +170,22 @@ def main(argv=None) -> None:
     x_1HWC = jnp.asarray(net.model.normalize(photo.pixels_NHWC))
     ours, theirs = jaxvis_sections(net, settings, x_1HWC), captum_sections(net, settings, x_1HWC)
 
-    first = {s: timed(ours[s]) for s in SECTIONS}
-    warm = {s: min(timed(ours[s]) for _ in range(args.repeats)) for s in SECTIONS}
-    captum = {s: min(timed(theirs[s]) for _ in range(args.repeats)) for s in SECTIONS}
+    print(f"\nvgg16 (random weights), one {net.model.input_shape[0]}x{net.model.input_shape[1]} photo, "
+          f"{os.cpu_count()} cores, {args.repeats} steady run(s) per side (fastest), jax {jax.__version__}, "
+          f"torch {torch.__version__}\n")
+    print("| section | jaxvis first run s (compile incl.) | jaxvis s | Captum s | Captum / jaxvis | goal |")
+    print("|---|--:|--:|--:|--:|--:|")
+    first, warm, captum = {}, {}, {}
+    for s in SECTIONS:  # each row as soon as it is measured
+        first[s] = timed(ours[s])
+        warm[s] = min(timed(ours[s]) for _ in range(args.repeats))
+        captum[s] = min(timed(theirs[s]) for _ in range(args.repeats))
+        print(row(s, first[s], warm[s], captum[s]))
+    print(row("all", *(sum(d.values()) for d in (first, warm, captum))))
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         report.write(net, photo.pixels_NHWC, [str(p) for p in photo.paths], out, settings, progress=False)
         page = time.perf_counter() - start
-
-    print(f"\nvgg16 (random weights), one {net.model.input_shape[0]}x{net.model.input_shape[1]} photo, "
-          f"{os.cpu_count()} cores, {args.repeats} steady runs per side (fastest), jax {jax.__version__}, "
-          f"torch {torch.__version__}\n")
-    print("| section | jaxvis first run s (compile incl.) | jaxvis s | Captum s | Captum / jaxvis | goal |")
-    print("|---|--:|--:|--:|--:|--:|")
-    for s in (*SECTIONS, "all"):
-        f, w, c = ((sum(d.values()) for d in (first, warm, captum)) if s == "all" else (first[s], warm[s], captum[s]))
-        goal = f"{GOALS[s]:.0f}x" if s in GOALS else ""
-        print(f"| {s} | {f:.1f} | {w:.2f} | {c:.2f} | **{c / w:.1f}x** | {goal} |")
     print(f"\nreport.write on the photo after the runs above (figures and page, compiled): {page:.1f} s")
     print(f"load after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 

@@ -53,7 +53,7 @@ REPORT_SIZE = 112
 REPORT_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 REPORT_SETTINGS = report.Settings(
     layers=REPORT_LAYERS, transform_layers=REPORT_LAYERS, patch=24, stride=12,
-    note="Demo settings (make demo, under 3 minutes on 2 cores): 2 photos at 112x112, the last rectified layer of "
+    note="Demo settings (chosen to keep make demo short on 2 cores): 2 photos at 112x112, the last rectified layer of "
          "each block, a 24px occluder at stride 12; class model and inversion off. scripts/explain.py's defaults: "
          "224x224, every conv and pool layer, a 32px occluder at stride 16.")
 
