@@ -25,6 +25,24 @@ from jaxvis import cli, data, figures, plots, topk
 from jaxvis.plots import deconvnet
 
 
+class _First:
+    """The first ``count`` examples of a :class:`jaxvis.data.Dataset`, read on demand."""
+
+    def __init__(self, examples, count: int):
+        self.examples, self.count = examples, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        return self.examples[i]
+
+    def batches(self, batch_size: int):
+        return self.examples.batches(batch_size)
+
+
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out="outputs/deconvnet")
     parser.add_argument("--layer", default="all", help="a layer name, or 'all' (every ReLU and pool layer)")
@@ -48,6 +66,9 @@ def main(argv=None) -> None:
         dataset = data.open_dataset(args.dataset, args.split, data_dir=args.data_dir)
         source = f"{args.dataset} {args.split}"
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    if count < len(dataset):
+        # project_top_k takes the images top_k saw, no more
+        dataset = dataset[:count] if args.image else _First(dataset, count)
     layers = [n for n in model.fields if model.layer(n).kind in ("relu", "max_pool")] if args.layer == "all" \
         else [args.layer]
     for layer in layers:

@@ -1,4 +1,4 @@
-"""The invariance and correspondence command lines, end to end on the bundled sample with
+"""The invariance, correspondence and deconvnet command lines, end to end on the bundled sample with
 the shipped MNIST network: the files appear and hold the numbers the package computes.
 (The ablation command line is tested in test_ablation.py, beside the run it reuses.)"""
 
@@ -10,11 +10,12 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvis import checkpoint, data
+from jaxvis import checkpoint, data, topk
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import correspondence as correspondence_cli  # noqa: E402
+import deconvnet as deconvnet_cli  # noqa: E402
 import invariance as invariance_cli  # noqa: E402
 import occlusion_summary  # noqa: E402
 
@@ -87,3 +88,24 @@ def test_occlusion_summary_counts_from_the_csv(tmp_path):
     assert (tmp_path / "summary.png").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="no summary.csv"):
         occlusion_summary.main([str(tmp_path / "missing")])
+
+
+def test_deconvnet_cli_with_limit_projects_the_images_top_k_saw(tmp_path, sample, monkeypatch):
+    """--limit 50: the top-9 of the first 50 digits, projected from those digits (the
+    oracle: top_k on the first 50 digits, called directly)."""
+    seen = {}
+    project = topk.project_top_k
+
+    def spy(model, params, images, top, layer, **kw):
+        seen["images"], seen["top"] = images, top
+        return project(model, params, images, top, layer, **kw)
+
+    monkeypatch.setattr(topk, "project_top_k", spy)
+    deconvnet_cli.main(["--checkpoint", CHECKPOINT, "--layer", "relu2", "--limit", "50", "--maps", "2",
+                        "--out", str(tmp_path)])
+    model, params, _ = checkpoint.restore_model(CHECKPOINT)
+    oracle = topk.top_k(model, params, [sample[0][:50]], "relu2", k=9, one_per_image=True)
+    assert len(seen["images"]) == 50 and seen["top"].num_images == 50
+    np.testing.assert_array_equal(np.asarray(seen["top"].image), np.asarray(oracle.image))
+    np.testing.assert_array_equal(seen["images"][int(oracle.image[0, 0])][0], sample[0][int(oracle.image[0, 0])])
+    assert (tmp_path / "relu2.png").stat().st_size > 5_000
