@@ -75,16 +75,17 @@ _CARD_ENTRIES = {
     "model_overrides": ("an object of build settings", lambda v: isinstance(v, dict)),
     "model_edits": ("an object of layer names to objects of settings",
                     lambda v: isinstance(v, dict) and all(isinstance(e, dict) for e in v.values())),
-    "model_without": ("a list of layer names", lambda v: isinstance(v, list) and all(isinstance(e, str) for e in v)),
+    "model_without": ("a list of layer names",
+                      lambda v: isinstance(v, (list, tuple)) and all(isinstance(e, str) for e in v)),
     "num_models": ("null or an integer >= 1", lambda v: v is None or (_is_int(v) and v >= 1)),
-    "seeds": ("a list of integers", lambda v: isinstance(v, list) and all(_is_int(e) for e in v)),
+    "seeds": ("a list of integers", lambda v: isinstance(v, (list, tuple)) and all(_is_int(e) for e in v)),
     "step": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
     "dataset": ("a dataset name (a string)", lambda v: isinstance(v, str)),
     "config": ("an object of settings", lambda v: isinstance(v, dict)),
 }
 
 
-def check_card(card, where: str = "the card") -> None:
+def _check_card(card, where: str = "the card") -> None:
     """Raise unless ``card`` is an object with a ``model`` entry and each entry jaxvis reads
     (``model_overrides``, ``model_edits``, ``model_without``, ``num_models``, ``seeds``,
     ``step``, ``dataset``, ``config``) has its type; the message names ``where`` and the entry."""
@@ -99,7 +100,7 @@ def check_card(card, where: str = "the card") -> None:
 
 
 def read_card(directory) -> dict[str, Any]:
-    """The ``card.json`` of a checkpoint directory, checked by :func:`check_card`."""
+    """The ``card.json`` of a checkpoint directory, its entries checked."""
     path = _checkpoint_dir(directory) / CARD
     if not path.is_file():
         raise ValueError(f"{directory} is not a jaxvis checkpoint: it has no {CARD}")
@@ -107,19 +108,19 @@ def read_card(directory) -> dict[str, Any]:
         card = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} is not a valid JSON file ({type(e).__name__}: {e}); restore it from a copy") from e
-    check_card(card, str(path))
+    _check_card(card, str(path))
     return card
 
 
 def write_card(directory, card: dict[str, Any]) -> None:
-    check_card(card)
+    _check_card(card)
     write_text_atomically(Path(directory) / CARD, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
 def model_from_card(card: dict[str, Any]) -> models.Model:
     """Build the card's model (zoo name, overrides, edits, removed layers); JSON lists
     become tuples again."""
-    check_card(card)
+    _check_card(card)
 
     def tuples(d):
         return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
@@ -192,7 +193,7 @@ class Checkpointer:
         _checks.count("keep", keep)
         if isinstance(items, str) or not items or not all(isinstance(k, str) for k in items):
             raise ValueError(f"items must be a tuple of item names such as ('params', 'opt_state'), got {items!r}")
-        check_card(card, "the run's card")
+        _check_card(card, "the run's card")
         self.directory = folder(directory, "checkpoint directory", create=False).absolute()
         if self.directory.is_dir() and saved_steps(self.directory) and (self.directory / CARD).is_file():
             differences = _differences(read_card(self.directory), card)
@@ -246,19 +247,21 @@ class Checkpointer:
 
     def _set_aside(self, step: int, err: _Damaged) -> None:
         self.manager.close()
+        _barrier(f"jaxvis_damaged_{step}")  # every process has tried it: all see the same folders
         source = self.directory / str(step)
         target = source.with_name(source.name + DAMAGED_SUFFIX)
         count = 1
-        while target.exists():  # set aside before
+        while target.exists():  # a step of this number set aside before
             count += 1
             target = source.with_name(f"{source.name}{DAMAGED_SUFFIX}-{count}")
         if jax.process_index() == 0:
             os.rename(source, target)
-        _barrier(f"jaxvis_set_aside_{step}_{count}")
+        _barrier(f"jaxvis_set_aside_{step}")
         self.manager = self._open()
         earlier = self.latest_step()
-        log.warning(f"checkpoint {source} is damaged ({err.reason}); it is kept as {target.name}, and the run "
-                    f"resumes from {f'step {earlier}, the one before it' if earlier is not None else 'the start'}")
+        if jax.process_index() == 0:
+            log.warning(f"checkpoint {source} is damaged ({err.reason}); it is kept as {target.name}, and the run "
+                        f"resumes from {f'step {earlier}, the one before it' if earlier is not None else 'the start'}")
 
     def close(self) -> None:
         try:
@@ -365,9 +368,7 @@ def restore_model(path, step: int | None = None):
         try:
             params = _restore(manager, directory, chosen, {"params": like})["params"]
         except _Damaged as err:
-            if step is not None:
-                raise
-            if len(steps) == 1:
+            if step is not None or len(steps) == 1:
                 raise
             good = next((s for s in reversed(steps[:-1]) if _reads(manager, directory, s, like)), None)
             raise ValueError(f"{err}. " + (f"The latest step that reads back is {good}: "
