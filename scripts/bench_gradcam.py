@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photo", default=str(PHOTO), help="resized to 224x224 (default: the bundled cat)")
     parser.add_argument("--captum-classes", type=cli.count, default=20, help="classes Captum is timed on")
-    parser.add_argument("--guided-classes", type=cli.count, default=8, help="classes guided Grad-CAM is timed on")
+    parser.add_argument("--guided-classes", type=cli.count, default=4, help="classes guided Grad-CAM is timed on")
     parser.add_argument("--repeats", type=cli.count, default=2)
     parser.add_argument("--memory-budget", type=float, default=1e9, help="jaxvis's bytes per chunk of classes")
     args = parser.parse_args(argv)
