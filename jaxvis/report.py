@@ -40,13 +40,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from jaxvis import _checks, _io, classes, figures, images, models, occlusion, plots, saliency, synthesis
+from jaxvis import _checks, _io, classes, figures, images, models, occlusion, plots, saliency, synthesis, topk
 from jaxvis.analysis import invariance
 from jaxvis.models import Model, Params
 from jaxvis.plots import occlusion as occlusion_plots
 from jaxvis.plots import report as report_plots
 from jaxvis.plots import saliency as saliency_plots
-from jaxvis.project import Select, project_strongest, strongest_map
+from jaxvis.project import project_strongest
 
 SECTIONS = ("predictions", "projections", "transforms", "occlusion", "saliency", "class_model", "inversion")
 TITLES = {"predictions": "Top predictions", "projections": "Strongest map of each layer, projected",
@@ -174,37 +174,34 @@ def _transform_layers(model: Model, settings: Settings) -> tuple[str, ...]:
 # Computation
 
 
-@functools.partial(jax.jit, static_argnames=("model", "layers", "rule"))
 def strongest_projections(model: Model, params: Params, x_NHWC, layers: tuple[str, ...], rule: str = "deconvnet"):
     """Per image and layer, the strongest unit of the layer's strongest map projected alone.
 
-    One forward pass per image and one backward pass per layer from it (``lax.map`` over
-    the layers: one compiled program whatever their number), each equal to
-    ``project(model, params, x, layer, Select.strongest(c), rule)``.
+    Each equals ``project(model, params, x, layer, Select.strongest(c), rule)``, but is
+    computed as the Fig. 2 sheets are (:func:`jaxvis.topk.project_top_k`): one forward pass
+    per image finds every map's strongest unit, and each projection runs on its unit's
+    receptive field only (exact: outside the field a projection is zero), so a layer-1 unit
+    costs a few pixels, not a backward pass through the whole network.
 
     Returns:
       ``(projections_NLHWC, channels_NL, rows_NL, cols_NL)``: the projections, the
       strongest map of each layer and the position of its strongest unit.
     """
-    deepest = max(layers, key=model.names.index)
-
-    def one(x_HWC):
-        def features(x):
-            trace = model.apply(params, x[None], rule=rule, until=deepest)[1]
-            return tuple(trace.activations[n][0] for n in layers)
-
-        acts, pullback = jax.vjp(features, x_HWC)
-        channels = jnp.stack([strongest_map(a) for a in acts])
-        kept = [a * Select.strongest(c).mask(a) for a, c in zip(acts, channels)]
-        where = jnp.stack([jnp.argmax(a[:, :, c].ravel()) for a, c in zip(acts, channels)])
-        widths = jnp.array([a.shape[1] for a in acts])
-
-        def down(k):
-            return pullback(tuple(a * (k == i) for i, a in enumerate(kept)))[0]
-
-        return jax.lax.map(down, jnp.arange(len(layers))), channels, where // widths, where % widths
-
-    return jax.vmap(one)(x_NHWC)
+    x_NHWC = np.asarray(x_NHWC)
+    n, (h, w, depth) = len(x_NHWC), model.input_shape
+    projections = np.zeros((n, len(layers), h, w, depth), np.float32)
+    where = np.zeros((3, n, len(layers)), np.int32)
+    for i, x_1HWC in enumerate(x_NHWC[:, None]):
+        tops = topk.top_k(model, params, [x_1HWC], list(layers), k=1, one_per_image=True)
+        for j, layer in enumerate(layers):
+            top = tops[layer] if isinstance(tops, dict) else tops
+            channel = int(np.argmax(np.asarray(top.value)[:, 0]))  # the first strongest, as strongest_map
+            patches = topk.project_top_k(model, params, x_1HWC, top, layer, maps=[channel], rule=rule)
+            (t, l, fh, fw), crop = patches.window[0, 0], patches.projection[0, 0]
+            rows, cols = slice(max(t, 0), min(t + fh, h)), slice(max(l, 0), min(l + fw, w))
+            projections[i, j, rows, cols] = crop[rows.start - t:rows.stop - t, cols.start - l:cols.stop - l]
+            where[:, i, j] = channel, int(top.row[channel, 0]), int(top.col[channel, 0])
+    return projections, *where
 
 
 def variants(model: Model) -> dict[str, Callable]:
