@@ -118,7 +118,19 @@ class OcclusionMaps:
 
 def positions(size: int, patch: int, stride: int) -> np.ndarray:
     """Captum's occluder starts along an axis: ``0, s, 2s, ...``, ``ceil((size - patch) / s) + 1`` of them."""
+    for what, value in (("size", size), ("patch", patch), ("stride", stride)):
+        _checks.count(what, value)
+    if patch > size:
+        raise ValueError(f"patch {patch} is larger than the axis ({size})")
     return np.arange(-(-(size - patch) // stride) + 1) * stride
+
+
+def _tau(tau, optional: bool = False) -> None:
+    """Raise unless ``tau`` is a number in (0, 1] (or None, if ``optional``)."""
+    if optional and tau is None:
+        return
+    if isinstance(tau, bool) or not isinstance(tau, (int, float, np.number)) or not 0 < tau <= 1:
+        raise ValueError(f"tau must be {'None or ' if optional else ''}a number in (0, 1], got {tau!r}")
 
 
 def propagate(layer: Layer, out_hw: tuple[int, int], start, size: tuple[int, int], tau: float | None = None):
@@ -142,6 +154,9 @@ def propagate(layer: Layer, out_hw: tuple[int, int], start, size: tuple[int, int
     Returns:
       ``(start, size)`` of the output window; ``size`` is static.
     """
+    for value in size:
+        _checks.count("size", value)
+    _tau(tau, optional=True)
     if layer.kind not in ("conv", "max_pool"):
         return tuple(start), tuple(size)
     starts, sizes = [], []
@@ -416,16 +431,22 @@ def _positions(model: Model, steps: tuple[_Step, ...] | None, layer: str | None,
 # What a sweep holds at once must stay within its memory budget: the host's copy of the
 # images and its results, and on the devices the images, the fill, what the unoccluded
 # pass keeps, and one call's temporaries, outputs and arguments. XLA reports a compiled
-# call's temporaries and outputs (memory_analysis); what it does not see (the runtime's
-# scratch, allocator slack, thread stacks) is covered by planning for the budget divided
-# by this factor. Measured with scripts/bench_memory.py (peak RSS growth of a warm sweep
-# over the planned bytes): SAFETY_MEASURED.
+# call's temporaries and outputs (memory_analysis); XLA:CPU's convolutions pack their
+# operands outside them (bounded by _packing). The rest (Python's and numpy's objects,
+# the runtime's own allocations, allocator slack) is covered by planning for the budget
+# divided by _SAFETY, less _OVERHEAD. Measured with scripts/bench_memory.py, the peak
+# resident set of a compiled sweep grew by 0.92 of the planned bytes for vgg16's
+# incremental sweep at 224 (the packing bound is far above what padded convolutions use
+# on 2 cores, so full re-inference grew by 0.2 of its plan) and by the plan plus 1.2 MB
+# for mnist_cnn at a 12 MB budget.
 _SAFETY = 1.15
+_OVERHEAD = 2 ** 21
 # The vmapped batch of positions takes at most this share of what the budget leaves a
 # call (the rest holds the call's positions through the dense layers), and at most
-# _CACHE_SET bytes as _memory estimates them: larger batches run no faster on CPU.
-# Measured on 2 cores: VGG16 ran best near 11 incremental positions and 2 full ones at
-# 224 (slower at 64 and 8), MNIST with all 625 positions of an image at once.
+# _CACHE_SET bytes of XLA's buffers as _memory estimates them: larger batches run no
+# faster on CPU. Measured on 2 cores: VGG16 at 224 ran best near 20 incremental positions
+# and 2 full ones (slower at 64 and 8), MNIST with all 625 positions of an image at once;
+# this size gives VGG16 13 and 2, and MNIST 625.
 _BATCH_SHARE = 0.5
 _CACHE_SET = 64e6
 # At most this many positions per call: enough to amortize a call and the dense layers'
@@ -443,42 +464,51 @@ def _floats(shape) -> int:
 @dataclasses.dataclass(frozen=True)
 class _Memory:
     """Bytes per device of what a sweep holds. ``image`` and ``kept`` are exact; the
-    others estimate XLA's temporaries and outputs, which :func:`_fit` checks against the
-    compiled calls.
+    estimates of XLA's temporaries and outputs (``prepare``, ``fixed``, ``per_batch``,
+    ``per_call``) are checked by :func:`_fit` against the compiled calls; XLA does not
+    see XLA:CPU's convolution packing (the ``*packing`` fields, :func:`_packing`).
 
     Attributes:
       image: one input image (the fill is one more).
       kept: what an incremental pass keeps of one image's unoccluded pass (0 for full).
-      prepare: one image's unoccluded pass: what it keeps, and a layer's input and output.
-      fixed: a call of positions, whatever its size (Winograd's transformed kernels, the
-        convolutions' packed kernels).
-      per_batch: each position of a vmapped batch in the spatial layers (XLA's buffers).
-      packing: each position of a vmapped batch in a convolution's packing (:func:`_packing`).
+      prepare, prepare_packing: one image's unoccluded pass: what it keeps and a layer's
+        input and output; its convolutions' packing.
+      fixed, fixed_packing: a call of positions whatever its size: Winograd's transformed
+        kernels; the convolutions' packed kernels.
+      per_batch, packing: each position of a vmapped batch in the spatial layers; in a
+        convolution's packing.
       per_call: each position of a call: its last spatial map through the dense layers.
     """
 
     image: int
     kept: int
     prepare: int
+    prepare_packing: int
     fixed: int
+    fixed_packing: int
     per_batch: int
     packing: int
     per_call: int
 
+    def xla_call(self, batch: int, stack: int, block: int) -> int:
+        """XLA's buffers in a call of ``block`` positions per image, ``stack`` images of
+        ``batch`` positions vmapped at a time."""
+        return self.fixed + stack * (batch * self.per_batch + block * self.per_call)
+
     def call(self, batch: int, stack: int, block: int) -> int:
-        """A call of ``block`` positions per image, ``stack`` images of ``batch`` positions vmapped at a time."""
-        return self.fixed + stack * (batch * (self.per_batch + self.packing) + block * self.per_call)
+        """All a call holds: XLA's buffers and the packing."""
+        return self.xla_call(batch, stack, block) + self.fixed_packing + stack * batch * self.packing
 
     def peak(self, group: int, call: int) -> int:
         """``group`` images in the unoccluded pass, then with a call of ``call`` bytes."""
-        return self.image * (group + 1) + max(group * self.prepare, group * self.kept + call)
+        return self.image * (group + 1) + max(group * (self.prepare + self.prepare_packing), group * self.kept + call)
 
     def scaled(self, prepare: float, call: float) -> _Memory:
-        """The unoccluded pass's estimate raised by ``prepare``, the calls' by ``call`` (never lowered)."""
+        """XLA's unoccluded pass raised by the factor ``prepare``, its calls by ``call`` (never lowered)."""
         def up(value):
             return math.ceil(value * max(call, 1.0))
         return dataclasses.replace(self, prepare=math.ceil(self.prepare * max(prepare, 1.0)), fixed=up(self.fixed),
-                                   per_batch=up(self.per_batch), packing=up(self.packing), per_call=up(self.per_call))
+                                   per_batch=up(self.per_batch), per_call=up(self.per_call))
 
 
 def _packing(layer: Layer, in_channels: int, outputs: int) -> tuple[int, int]:
@@ -508,7 +538,8 @@ def _memory(model: Model, steps: tuple[_Step, ...] | None, layer: str | None) ->
     shapes = [model.input_shape] + [model.shapes[layer.name] for layer in model.layers]
     sizes = [_floats(s) for s in shapes]
     split = len(_spatial_layers(model))
-    widest = max(a + b for a, b in zip(sizes, sizes[1:]))
+    # a layer's input and output; and the readouts, 64-byte aligned buffers of 4 bytes each
+    widest = max(a + b for a, b in zip(sizes, sizes[1:])) + 4 * 64 // _BYTES
     per_call = sizes[split] + max(a + b for a, b in zip(sizes[split:], sizes[split + 1:]))
     packs = [_packing(step, below[-1], _floats(model.shapes[step.name][:2]))
              for step, below in zip(model.layers, shapes)]
@@ -516,7 +547,7 @@ def _memory(model: Model, steps: tuple[_Step, ...] | None, layer: str | None) ->
     if steps is None:
         spatial = max(a + b for a, b in zip(sizes[:split], sizes[1:split + 1]))
         per_pack, call_pack = max(a for a, _ in packs), max(b for _, b in packs)
-        return _Memory(_BYTES * sizes[0], 0, _BYTES * (widest + image_pack), _BYTES * call_pack,
+        return _Memory(_BYTES * sizes[0], 0, _BYTES * widest, _BYTES * image_pack, 0, _BYTES * call_pack,
                        _BYTES * (sizes[0] + spatial), _BYTES * per_pack, _BYTES * per_call)
     kept, window, fixed, transform, per_pack, call_pack = sizes[split], 0, 0, 0, 0, 0
     if layer is not None:
@@ -536,9 +567,9 @@ def _memory(model: Model, steps: tuple[_Step, ...] | None, layer: str | None) ->
             pack = _packing(step.layer, below[2], _floats(step.size))
             per_pack, call_pack = max(per_pack, pack[0]), max(call_pack, pack[1])
         window = max(window, held)
-    return _Memory(_BYTES * sizes[0], _BYTES * kept, _BYTES * (kept + widest + image_pack),
-                   _BYTES * (fixed + transform + call_pack), _BYTES * (window + sizes[split]), _BYTES * per_pack,
-                   _BYTES * per_call)
+    return _Memory(_BYTES * sizes[0], _BYTES * kept, _BYTES * (kept + widest), _BYTES * image_pack,
+                   _BYTES * (fixed + transform), _BYTES * call_pack, _BYTES * (window + sizes[split]),
+                   _BYTES * per_pack, _BYTES * per_call)
 
 
 def _host(num_images: int, grid: int, image_shape: tuple[int, int, int]) -> int:
@@ -550,11 +581,13 @@ def _host(num_images: int, grid: int, image_shape: tuple[int, int, int]) -> int:
 
 
 def _too_small(budget: float, least: float, devices: int) -> ValueError:
+    """The refusal of a budget below ``least`` bytes (named rounded up to 4 digits)."""
+    step = 10.0 ** (math.floor(math.log10(least)) - 3)
     return ValueError(
-        f"memory_budget={budget:.3g} bytes is too small for one occluder position: one image, its unoccluded pass "
-        f"and one position need about {least:.3g} bytes with the results"
-        + (f" (the device part on each of {devices} devices)" if devices > 1 else "")
-        + f" and a safety factor of {_SAFETY}; use at least {math.ceil(least):.4g}")
+        f"memory_budget={budget:.3g} bytes is too small for one occluder position: use at least "
+        f"{math.ceil(least / step) * step:.4g} (one image, its unoccluded pass and one position"
+        + (f" on each of {devices} devices" if devices > 1 else "")
+        + f", the results on the host, {_OVERHEAD / 2 ** 20:g} MiB for the runtime, and a safety factor of {_SAFETY})")
 
 
 def _chunking(num_images: int, num_positions: int, memory: _Memory, budget: float, host: int,
@@ -562,7 +595,7 @@ def _chunking(num_images: int, num_positions: int, memory: _Memory, budget: floa
     """``(images per call, positions per call, positions per vmapped batch, images per
     vmapped batch)`` within ``budget``, by the estimates ``memory``.
 
-    Each device may hold ``(budget / _SAFETY - host) / devices`` bytes: see
+    Each device may hold ``(budget / _SAFETY - _OVERHEAD - host) / devices`` bytes: see
     :meth:`_Memory.peak`. The batch is the largest within its share of what one image's
     call may hold and the cache-friendly size; a call then takes as many of an image's
     positions as the rest holds. When a call holds all of an image's positions, it takes
@@ -570,12 +603,12 @@ def _chunking(num_images: int, num_positions: int, memory: _Memory, budget: floa
     (drill-down's few per image, small images), that many images' batches are vmapped
     together. Counts are evened out so that little padding is computed.
     """
-    room = (budget / _SAFETY - host) / devices
+    room = (budget / _SAFETY - _OVERHEAD - host) / devices
     least = memory.peak(1, memory.call(1, 1, 1))
     if least > room:
-        raise _too_small(budget, _SAFETY * (host + devices * least), devices)
+        raise _too_small(budget, _SAFETY * (_OVERHEAD + host + devices * least), devices)
     share = -(-num_positions // devices)
-    spare = room - 2 * memory.image - memory.kept - memory.fixed  # one image's call beyond its fixed part
+    spare = room - 2 * memory.image - memory.kept - memory.call(0, 0, 0)  # one image's call beyond its fixed part
     each = memory.per_batch + memory.packing
     batch = _even(share, max(1, min(share, int(_BATCH_SHARE * spare // (each + memory.per_call)),
                                     int(_CACHE_SET // memory.per_batch))), 1)
@@ -587,7 +620,7 @@ def _chunking(num_images: int, num_positions: int, memory: _Memory, budget: floa
     most = max(1, min(num_images, _CALL_POSITIONS // block))
     stack = max(1, min(most, int(_CACHE_SET // (batch * memory.per_batch)))) if batch == share else 1
     while True:
-        group = min(most, int((room - memory.image) // (memory.image + memory.prepare)),
+        group = min(most, int((room - memory.image) // (memory.image + memory.prepare + memory.prepare_packing)),
                     int((room - memory.image - memory.call(batch, stack, per_device)) // (memory.image + memory.kept)))
         if group >= stack:
             return group // stack * stack, block, batch, stack
@@ -641,9 +674,7 @@ def _fit(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, score
         images = jax.ShapeDtypeStruct((group, *model.input_shape), jnp.float32, sharding=replicated)
         labels = jax.ShapeDtypeStruct((group,), jnp.int32, sharding=replicated)
         prepare = _prepare.lower(model, steps, layer, score, params, images, labels).compile()
-        _, channel, kept = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-            jax.eval_shape(functools.partial(_prepare, model, steps, layer, score), params, images, labels))
+        _, channel, kept = prepare.out_info
         calls, ratio = [], 1.0
         for _, block, batch, stack in chunks:
             stack = min(stack, group)
@@ -651,7 +682,7 @@ def _fit(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, score
             compiled = _positions.lower(model, steps, layer, score, patch, batch, stack, mesh, params, kept, images,
                                         fill_HWC, labels, channel, starts).compile()
             calls.append((block, batch, stack, compiled))
-            estimate = memory.call(batch, stack, block // devices)
+            estimate = memory.xla_call(batch, stack, block // devices)
             measured = _footprint(compiled)
             ratio = max(ratio, 1.0 if measured is None else (measured + starts.size * _BYTES // devices) / estimate)
         measured = _footprint(prepare)
@@ -660,9 +691,9 @@ def _fit(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, score
             return group, prepare, calls
         memory = memory.scaled(grow, ratio)
         peak = max(memory.peak(group, memory.call(batch, stack, block // devices)) for block, batch, stack, _ in calls)
-        if host + devices * peak <= budget / _SAFETY:
+        if host + devices * peak <= budget / _SAFETY - _OVERHEAD:
             return group, prepare, calls
-    raise _too_small(budget, _SAFETY * (host + devices * memory.peak(1, memory.call(1, 1, 1))), devices)
+    raise _too_small(budget, _SAFETY * (_OVERHEAD + host + devices * memory.peak(1, memory.call(1, 1, 1))), devices)
 
 
 def _evaluate(model: Model, params: Params, images_NHWC, labels_N, fill_HWC, starts_NT2: np.ndarray,
@@ -693,7 +724,7 @@ def _evaluate(model: Model, params: Params, images_NHWC, labels_N, fill_HWC, sta
         real = min(group, n - first)
         idx = _pad_to(np.arange(first, first + real), group)
         images, labels = jax.device_put((images_NHWC[idx], labels_N[idx]), replicated)
-        readout, channel, kept = jax.device_put(prepare(params, images, labels), replicated)
+        readout, channel, kept = prepare(params, images, labels)
         for name, v in zip(base, (*readout, channel)):
             base[name].append(np.asarray(v)[:real])
 
@@ -729,7 +760,7 @@ def _evaluate(model: Model, params: Params, images_NHWC, labels_N, fill_HWC, sta
 
 def _pair(what: str, value) -> tuple[int, int]:
     pair = (value, value) if np.ndim(value) == 0 else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
         raise ValueError(f"{what} must be an integer or a pair of integers, got {value!r}")
     for v in pair:
         _checks.positive(what, int(v))
@@ -762,7 +793,13 @@ def sweep(model: Model, params: Params, images_NHWC, labels_N, patch, stride, fi
       stride: the step between occluder positions, or ``(rows, cols)``.
       fill: the occluder's value in input space; None is the dataset mean (0).
       layer: a layer with spatial maps for the feature-total map (Fig. 7b), or None.
-      memory_budget: bytes that one call may use, estimated from the layer shapes.
+      memory_budget: the most bytes the sweep may hold at once beyond the model, its
+        weights and the images: the results on the host; on the devices the images, what
+        the unoccluded pass keeps and one call's buffers, as XLA's compiled memory
+        analysis counts them, with XLA:CPU's convolution packing; all with a safety
+        factor. Compilation is not counted (XLA's compiler takes its memory once per
+        shape, whatever the budget). A budget too small for one position is refused
+        with the minimum; larger budgets run larger batches and calls.
       method: "full" re-inference or exact "incremental" inference (Krypton).
       tau: with "incremental", cap each layer's recomputed window at ``tau`` of its
         map (approximate; None or 1 is exact).
@@ -814,11 +851,12 @@ def _sweep(model, params, images_NHWC, labels_N, patch, stride, fill, layer, mem
     _checks.positive("memory_budget", memory_budget)
     if mesh is not None and not isinstance(mesh, Mesh):
         raise ValueError(f"mesh must be a jax.sharding.Mesh (or None), got {type(mesh).__name__} {mesh!r}")
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be callable (or None), got {type(progress).__name__} {progress!r}")
     if tau is not None:
         if method != "incremental":
             raise ValueError(f"tau caps the windows of method='incremental', got method={method!r}")
-        if not 0 < tau <= 1:
-            raise ValueError(f"tau must be in (0, 1], got {tau!r}")
+        _tau(tau)
         tau = None if tau == 1 else float(tau)
     fill_HWC = _fill(model, fill)
     images_NHWC = np.asarray(images_NHWC, np.float32)
@@ -908,6 +946,13 @@ def captum_attribution(drop_NPQ, rows_P, cols_Q, patch: tuple[int, int], image_h
     ``R.T @ drop @ C`` and the count of windows ``outer(R.sum(0), C.sum(0))``. Pixels
     no window covers get 0.
     """
+    rows_P, cols_Q = np.asarray(rows_P), np.asarray(cols_Q)
+    patch, image_hw = _pair("patch", patch), _pair("image_hw", image_hw)
+    shape = np.shape(drop_NPQ)
+    if len(shape) != 3 or shape[1:] != (len(rows_P), len(cols_Q)):
+        raise ValueError(f"drop_NPQ must have shape (N, {len(rows_P)}, {len(cols_Q)}), one value per image and "
+                         f"occluder row and column, got {shape}")
+
     def cover(starts, size, length):
         pixels = np.arange(length)
         return ((pixels >= starts[:, None]) & (pixels < starts[:, None] + size)).astype(np.float64)
@@ -927,6 +972,8 @@ def summary(maps: OcclusionMaps) -> dict[str, np.ndarray]:
     ``peak_row``, ``peak_col`` (the pixel of largest attribution) and ``flipped`` (the fraction of
     positions where the most probable class is not the unoccluded prediction).
     """
+    if not isinstance(maps, OcclusionMaps):
+        raise ValueError(f"summary needs the OcclusionMaps of sweep, got {type(maps).__name__}")
     n, p, q = maps.prob_NPQ.shape
     h, w = maps.attribution_NHW.shape[1:]
     worst = maps.prob_NPQ.reshape(n, -1).argmin(axis=1)
@@ -958,7 +1005,13 @@ def ssim(a, b, data_range: float | None = None, window: int = 7) -> np.ndarray:
     over 0.05 is judged on its structure, not against the [0, 1] a probability could
     span, and a nearly flat one on the scale of a 1% change. Leading axes are batch axes.
     """
+    _checks.count("window", window, minimum=2)
+    if data_range is not None and (isinstance(data_range, bool) or not isinstance(data_range, (int, float, np.number))
+                                   or not np.isfinite(data_range) or data_range <= 0):
+        raise ValueError(f"data_range must be None or a finite number > 0, got {data_range!r}")
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    _checks.finite(a, "ssim's maps a")
+    _checks.finite(b, "ssim's maps b")
     if a.shape != b.shape:
         raise ValueError(f"ssim needs maps of one shape, got {a.shape} and {b.shape}")
     if a.ndim < 2 or min(a.shape[-2:]) < window:

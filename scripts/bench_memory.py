@@ -4,7 +4,7 @@
     python scripts/bench_memory.py --compare /tmp/old_occlusion.py   # the same with another occlusion.py beside
 
 Each method (full, incremental exact, tau 0.5, drill-down from twice the stride) runs at
-each budget in a fresh process. There the model, its random weights (``model.init``) and
+every budget in a fresh process. There the model, its random weights (``model.init``) and
 the images are made and one forward pass runs; then the sweep runs once, compiling its
 calls, and again. Before each run the memory the allocator holds free goes back to the
 system (``malloc_trim``) and the peak resident set is reset (``/proc/self/clear_refs``);
@@ -55,7 +55,7 @@ def _fresh_peak() -> int:
 
 
 def child(case: dict) -> list[dict]:
-    """In this process: each budget's first and second run of one sweep (module docstring)."""
+    """In this process: each method's first and second run at each budget (module docstring)."""
     import jax
     import numpy as np
 
@@ -72,33 +72,35 @@ def child(case: dict) -> list[dict]:
     x = np.asarray(jax.random.normal(jax.random.key(1), (case["images"], *model.input_shape)), np.float32)
     labels = np.arange(case["images"]) % model.num_classes
     jax.block_until_ready(jax.jit(lambda p, v: model.apply(p, v)[0])(params, x))
-    kwargs = dict(case["kwargs"])
-    if "coarse_stride" in kwargs:
-        kwargs["coarse_stride"] = 2 * case["stride"]
     results = []
-    for budget in case["budgets"]:
-        row = {"budget": budget}
-        try:
-            for run in ("first", "second"):
-                calls = []
-                base = _fresh_peak()
-                start = time.perf_counter()
-                maps = occlusion.sweep(model, params, x, labels, case["patch"], case["stride"], memory_budget=budget,
-                                       progress=calls.append, **kwargs)
-                row[f"{run}_seconds"] = time.perf_counter() - start
-                row[f"{run}_growth"] = _status("VmHWM") - base
-            row |= {"calls": len(calls), "grid": int(maps.prob_NPQ.size), "ran": int(maps.computed_NPQ.sum())}
-        except ValueError as err:
-            row["refused"] = str(err)
-        results.append(row)
+    for method in case["methods"]:
+        kwargs = dict(METHODS[method])
+        if "coarse_stride" in kwargs:
+            kwargs["coarse_stride"] = 2 * case["stride"]
+        for budget in case["budgets"]:
+            row = {"method": method, "budget": budget}
+            try:
+                for run in ("first", "second"):
+                    calls = []
+                    base = _fresh_peak()
+                    start = time.perf_counter()
+                    maps = occlusion.sweep(model, params, x, labels, case["patch"], case["stride"],
+                                           memory_budget=budget, progress=calls.append, **kwargs)
+                    row[f"{run}_seconds"] = time.perf_counter() - start
+                    row[f"{run}_growth"] = _status("VmHWM") - base
+                row |= {"calls": len(calls), "grid": int(maps.prob_NPQ.size), "ran": int(maps.computed_NPQ.sum())}
+            except ValueError as err:
+                row["refused"] = str(err)
+            results.append(row)
     return results
 
 
-def measure(model: str, input_size: int | None, patch: int, stride: int, kwargs: dict, budgets, images: int = 1,
+def measure(model: str, input_size: int | None, patch: int, stride: int, methods, budgets, images: int = 1,
             module: str | None = None) -> list[dict]:
-    """One sweep's rows (see :func:`child`) at each budget, measured in a fresh process."""
-    case = dict(model=model, input_size=input_size, patch=patch, stride=stride, kwargs=kwargs, budgets=list(budgets),
-                images=images, module=module)
+    """Rows (see :func:`child`) for each of ``methods`` (names in :data:`METHODS`) at each
+    budget, measured in one fresh process."""
+    case = dict(model=model, input_size=input_size, patch=patch, stride=stride, methods=list(methods),
+                budgets=list(budgets), images=images, module=module)
     # a fixed mmap threshold: glibc otherwise raises it after each large free, so that a
     # later large buffer may reuse freed heap memory that the baseline already counts
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
@@ -112,7 +114,7 @@ def measure(model: str, input_size: int | None, patch: int, stride: int, kwargs:
 
 def _cells(row: dict) -> str:
     if "refused" in row:
-        return "refused | | | | |"
+        return f"refused: needs {row['refused'].split('use at least ')[-1].split()[0]} | | | | |"
     mb = 1e6
     return (f"{row['calls']} | {row['second_growth'] / mb:.0f} | {row['second_growth'] / row['budget']:.2f} | "
             f"{row['first_growth'] / mb:.0f} | {row['grid'] / row['second_seconds']:.1f} |")
@@ -138,10 +140,9 @@ def main(argv=None) -> None:
     head = "| method | budget | calls | growth MB | / budget | first run MB | positions/s |"
     rows = []
     for method in args.methods:
-        sides = [measure(args.model, args.input_size, args.patch, args.stride, METHODS[method], args.budgets,
-                         args.images)]
+        sides = [measure(args.model, args.input_size, args.patch, args.stride, [method], args.budgets, args.images)]
         if args.compare:
-            sides.append(measure(args.model, args.input_size, args.patch, args.stride, METHODS[method], args.budgets,
+            sides.append(measure(args.model, args.input_size, args.patch, args.stride, [method], args.budgets,
                                  args.images, module=args.compare))
         for i, budget in enumerate(args.budgets):
             rows.append(f"| {method} | {budget:.3g} | " + " ".join(_cells(side[i]) for side in sides))
