@@ -446,7 +446,7 @@ _OVERHEAD = 2 ** 21
 # _CACHE_SET bytes of XLA's buffers as _memory estimates them: larger batches run no
 # faster on CPU. Measured on 2 cores: VGG16 at 224 ran best near 20 incremental positions
 # and 2 full ones (slower at 64 and 8), MNIST with all 625 positions of an image at once;
-# this size gives VGG16 13 and 2, and MNIST 625.
+# this size gives VGG16 11 (of 196: 18 batches, 198 positions) and 2, and MNIST 625.
 _BATCH_SHARE = 0.5
 _CACHE_SET = 64e6
 # At most this many positions per call: enough to amortize a call and the dense layers'
@@ -601,7 +601,7 @@ def _chunking(num_images: int, num_positions: int, memory: _Memory, budget: floa
     positions as the rest holds. When a call holds all of an image's positions, it takes
     as many images as fit, and where a batch holds all of an image's positions
     (drill-down's few per image, small images), that many images' batches are vmapped
-    together. Counts are evened out so that little padding is computed.
+    together. Counts are chosen so that little padding is computed.
     """
     room = (budget / _SAFETY - _OVERHEAD - host) / devices
     least = memory.peak(1, memory.call(1, 1, 1))
@@ -610,8 +610,10 @@ def _chunking(num_images: int, num_positions: int, memory: _Memory, budget: floa
     share = -(-num_positions // devices)
     spare = room - 2 * memory.image - memory.kept - memory.call(0, 0, 0)  # one image's call beyond its fixed part
     each = memory.per_batch + memory.packing
-    batch = _even(share, max(1, min(share, int(_BATCH_SHARE * spare // (each + memory.per_call)),
-                                    int(_CACHE_SET // memory.per_batch))), 1)
+    largest = max(1, min(share, int(_BATCH_SHARE * spare // (each + memory.per_call)),
+                         int(_CACHE_SET // memory.per_batch)))
+    # of the batches down to 3/4 of the largest, the one that pads the positions least
+    batch = min(range(max(1, 3 * largest // 4), largest + 1), key=lambda b: (_round_up(share, b), -b))
     fit = int((spare - batch * each) // memory.per_call)
     per_device = _even(share, max(batch, min(fit, _CALL_POSITIONS // devices) // batch * batch), batch)
     block = per_device * devices
