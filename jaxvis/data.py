@@ -7,9 +7,13 @@ is prepared. ``mnist_sample`` (1,000 MNIST test images, 100 per class) ships ins
 package, so demos and tests need no data at all.
 
 Small datasets are read into memory; ImageNet never is: its images are decoded lazily
-with PIL, a few batches ahead, following Zeiler & Fergus Sec. 3 (Krizhevsky et al.):
-the short side resized to 256, random 224 crops with horizontal flips for training, and
-the 10-crop evaluation (four corners and the centre, flipped and not).
+(:func:`jaxvis.images.read`), a few batches ahead, following Zeiler & Fergus Sec. 3
+(Krizhevsky et al.): the short side resized to 256, random 224 crops with horizontal flips
+for training, and the 10-crop evaluation (four corners and the centre, flipped and not).
+The resize and the centre crop are torchvision's ``Resize(256)`` and ``CenterCrop(224)``
+(:func:`jaxvis.images.resize_short_side`, :func:`jaxvis.images.center_crop`: the long side
+truncated, the crop offset rounded half to even), so a single-crop evaluation sees exactly
+what torchvision's ImageNet evaluation sees, except that EXIF orientation is applied.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ import numpy as np
 
 from jaxvis import _checks
 from jaxvis._io import folder
+from jaxvis.images import IMAGE_SUFFIXES, PRESETS, center_crop, crop_size, read, resize_short_side
 
 ENV_VAR = "JAXVIS_DATA_DIR"
-IMAGENET_RESIZE = 256
-IMAGENET_CROP = 224
-_IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+IMAGENET_RESIZE = PRESETS["torchvision"].resize
+IMAGENET_CROP = PRESETS["torchvision"].crop[0]
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -166,7 +170,7 @@ def _image_folder(directory: Path, split: str):
         if not (split_dir / wnid).is_dir():
             continue
         files = sorted(e.path for e in os.scandir(split_dir / wnid)
-                       if e.is_file() and e.name.lower().endswith(_IMAGE_SUFFIXES))
+                       if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
         paths += files
         labels += [label] * len(files)
     extra = sorted(set(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
@@ -174,7 +178,7 @@ def _image_folder(directory: Path, split: str):
     if extra:
         raise ValueError(f"{split_dir} has class folders {extra[:5]} that {class_root} lacks")
     if not paths:
-        raise ValueError(f"{split_dir} holds no images ({', '.join(_IMAGE_SUFFIXES)}) in its class folders")
+        raise ValueError(f"{split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
     return paths, np.asarray(labels, np.int32), tuple(wnids)
 
 
@@ -182,48 +186,31 @@ def _image_folder(directory: Path, split: str):
 # ImageNet preprocessing
 
 
-def _resize_short_side(image, size: int):
-    from PIL import Image
-
-    if not isinstance(image, Image.Image):
-        image = Image.fromarray(np.asarray(image))
-    image = image.convert("RGB")
-    w, h = image.size
-    scale = size / min(w, h)
-    return np.asarray(image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR))
-
-
-def _crop(image_HWC, top: int, left: int, size: int):
-    return image_HWC[top:top + size, left:left + size]
-
-
-def _check_crop(image_HWC, size: int) -> None:
-    _checks.count("crop size", size)
-    if np.ndim(image_HWC) != 3 or min(np.shape(image_HWC)[:2]) < size:
-        raise ValueError(f"expected an HWC image of at least {size}x{size} to crop, got shape {np.shape(image_HWC)}")
-
-
-def random_crop_flip(image_HWC, size: int, draw: np.ndarray):
-    """A ``size`` crop at a position set by ``draw[0:2]`` in [0, 1), flipped if ``draw[2] < .5``."""
-    _check_crop(image_HWC, size)
+def random_crop_flip(image_HWC, size, draw: np.ndarray):
+    """A ``size`` crop (an int, or ``(height, width)``) at a position set by ``draw[0:2]``
+    in [0, 1), flipped if ``draw[2] < .5``."""
+    crop_h, crop_w = crop_size(image_HWC, size)
     h, w = image_HWC.shape[:2]
-    crop = _crop(image_HWC, int(draw[0] * (h - size + 1)), int(draw[1] * (w - size + 1)), size)
+    top, left = int(draw[0] * (h - crop_h + 1)), int(draw[1] * (w - crop_w + 1))
+    crop = image_HWC[top:top + crop_h, left:left + crop_w]
     return crop[:, ::-1] if draw[2] < 0.5 else crop
 
 
-def center_crop(image_HWC, size: int):
-    _check_crop(image_HWC, size)
+def ten_crops(image_HWC, size):
+    """The four corners and the centre (:func:`jaxvis.images.center_crop`, torchvision's
+    offsets) of ``size`` (an int, or ``(height, width)``), then the same five flipped:
+    ``(10, height, width, C)``."""
+    crop_h, crop_w = crop_size(image_HWC, size)
     h, w = image_HWC.shape[:2]
-    return _crop(image_HWC, (h - size) // 2, (w - size) // 2, size)
-
-
-def ten_crops(image_HWC, size: int):
-    """The four corners and the centre, then the same five flipped: ``(10, size, size, C)``."""
-    _check_crop(image_HWC, size)
-    h, w = image_HWC.shape[:2]
-    five = [_crop(image_HWC, t, l, size) for t, l in ((0, 0), (0, w - size), (h - size, 0), (h - size, w - size))]
+    five = [image_HWC[t:t + crop_h, l:l + crop_w] for t, l in ((0, 0), (0, w - crop_w), (h - crop_h, 0),
+                                                                (h - crop_h, w - crop_w))]
     five.append(center_crop(image_HWC, size))
     return np.stack(five + [c[:, ::-1] for c in five])
+
+
+def _resized(image_HWC) -> np.ndarray:
+    """An ImageNet image with its short side resized to 256, as torchvision's ``Resize(256)``."""
+    return resize_short_side(np.asarray(image_HWC), IMAGENET_RESIZE)
 
 
 # ---------------------------------------------------------------------------------------
@@ -242,23 +229,13 @@ class _Arrays:
 
 class _Lazy:
     """A split decoded one example at a time: ``read(i)`` gives ``(image, label)``, the
-    image as an HWC uint8 array or a PIL image."""
+    image as an HWC uint8 RGB array."""
 
     def __init__(self, read: Callable[[int], tuple[object, int]], size: int):
         self.read, self.size = read, size
 
     def __len__(self) -> int:
         return self.size
-
-
-def _open_image(path: str):
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for unreadable, truncated or corrupt files
-        raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
 
 
 def _pad_crop_flip(images_NHWC: np.ndarray, pad: int, draws_N3: np.ndarray) -> np.ndarray:
@@ -350,11 +327,11 @@ class Dataset:
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         """Example ``i`` in file order as ``(image_HWC uint8, label)``, as evaluation sees it
-        (ImageNet: short side resized to 256, centre 224 crop)."""
+        (ImageNet: torchvision's ``Resize(256)`` + ``CenterCrop(224)``)."""
         _checks.index(f"example of {self.name} {self.split}", i, self.num_examples)
         if isinstance(self.source, _Lazy):
             image, label = self.source.read(int(i))
-            return center_crop(_resize_short_side(image, IMAGENET_RESIZE), IMAGENET_CROP), int(label)
+            return center_crop(_resized(image), IMAGENET_CROP), int(label)
         return self.source.images_NHWC[i], int(self.source.labels_N[i])
 
     def batches(self, batch_size: int, *, shuffle_seed: int | None = None, epoch: int = 0, skip: int = 0,
@@ -454,7 +431,7 @@ class Batches:
     def _iter_lazy(self, source: _Lazy) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         def one(i: int, draw: np.ndarray):
             image, label = source.read(int(i))
-            image = _resize_short_side(image, IMAGENET_RESIZE)
+            image = _resized(image)
             if self.ten_crop:
                 return ten_crops(image, IMAGENET_CROP), label
             if self.augment:
@@ -500,7 +477,7 @@ def _local(name: str, split: str, base: Path, spec: _Spec):
             folder = _image_folder(directory, split)
             if folder is not None:
                 paths, labels, wnids = folder
-                return _Lazy(lambda i: (_open_image(paths[i]), labels[i]), len(paths)), str(directory), wnids
+                return _Lazy(lambda i: (read(paths[i]).pixels_HWC, labels[i]), len(paths)), str(directory), wnids
     return None
 
 

@@ -4,7 +4,9 @@ weights expect.
 The path of a photo to the network: :func:`find` turns files, folders and glob patterns
 into image files; :func:`read` decodes one into uint8 RGB (EXIF orientation applied,
 other colour modes converted and noted); :func:`prepare` resizes and crops it as a named
-:class:`Preset` says, giving floats in [0, 1]; :func:`for_preset` gives the model whose
+:class:`Preset` says, giving floats in [0, 1] (torchvision's ``Resize`` + ``CenterCrop``
+are :func:`resize_short_side` and :func:`center_crop`, which :mod:`jaxvis.data`'s ImageNet
+pipeline uses too); :func:`for_preset` gives the model whose
 ``normalize`` then produces exactly the input the weights were trained on (torchvision's
 RGB mean/std, or the caffe/Keras BGR mean subtraction). :func:`load` does all of it for a
 list of paths. Colour profiles are not applied (neither torchvision nor Keras applies them).
@@ -229,6 +231,51 @@ def _output_size(preset: Preset, size) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def _check_pixels(pixels_HWC, what: str = "the image") -> None:
+    if not (isinstance(pixels_HWC, np.ndarray) and pixels_HWC.dtype == np.uint8 and pixels_HWC.ndim == 3
+            and pixels_HWC.shape[2] == 3):
+        given = getattr(pixels_HWC, "dtype", type(pixels_HWC).__name__)
+        raise ValueError(f"{what} must hold uint8 RGB pixels (H, W, 3), got {given} of shape {np.shape(pixels_HWC)}")
+
+
+def resize_short_side(pixels_HWC: np.ndarray, short: int) -> np.ndarray:
+    """uint8 RGB pixels resized, aspect kept, so that the shorter side is ``short``, as
+    torchvision's ``Resize(short)`` resizes a PIL image: the long side is
+    ``int(short * long / shorter)`` (truncated, not rounded), the filter PIL's bilinear
+    (antialiased when shrinking), a photo already that size is left as it is."""
+    _check_pixels(pixels_HWC)
+    _checks.count("short side", short)
+    h, w = pixels_HWC.shape[:2]
+    # torchvision's _compute_resized_output_size: the long side is truncated, not rounded.
+    new_h, new_w = (int(short * h / w), short) if w <= h else (short, int(short * w / h))
+    if (new_h, new_w) == (h, w):
+        return pixels_HWC
+    return np.asarray(Image.fromarray(pixels_HWC).resize((new_w, new_h), Image.Resampling.BILINEAR))
+
+
+def crop_size(pixels_HWC, size) -> tuple[int, int]:
+    """A crop's ``(height, width)`` from an int or a pair, checked to fit in the HWC image."""
+    pair = (size, size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else size
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        raise ValueError(f"crop size must be an int or (height, width), got {size!r}")
+    for side in pair:
+        _checks.count("crop size", side)
+    if np.ndim(pixels_HWC) != 3 or np.shape(pixels_HWC)[0] < pair[0] or np.shape(pixels_HWC)[1] < pair[1]:
+        raise ValueError(f"expected an HWC image of at least {pair[0]}x{pair[1]} to crop, got shape "
+                         f"{np.shape(pixels_HWC)}")
+    return int(pair[0]), int(pair[1])
+
+
+def center_crop(pixels_HWC: np.ndarray, size) -> np.ndarray:
+    """The centre ``size`` (an int, or ``(height, width)``) of an HWC image, as torchvision's
+    ``CenterCrop``: offsets ``int(round((H - height) / 2))``, Python's round, so a half goes
+    to the even offset (19.5 -> 20, 18.5 -> 18; a floor would take 19 and 18)."""
+    out_h, out_w = crop_size(pixels_HWC, size)
+    h, w = np.shape(pixels_HWC)[:2]
+    top, left = int(round((h - out_h) / 2.0)), int(round((w - out_w) / 2.0))
+    return pixels_HWC[top:top + out_h, left:left + out_w]
+
+
 def prepare(photo: Photo, preset: str | Preset = "torchvision", size=None, min_size: int = 32) -> np.ndarray:
     """A photo resized and cropped as ``preset`` says: float32 RGB in [0, 1], ``(h, w, 3)``.
 
@@ -247,10 +294,7 @@ def prepare(photo: Photo, preset: str | Preset = "torchvision", size=None, min_s
     if not isinstance(photo, Photo):
         raise ValueError(f"prepare takes a Photo from jaxvis.images.read, got {type(photo).__name__}")
     photo_HWC = photo.pixels_HWC
-    if not (isinstance(photo_HWC, np.ndarray) and photo_HWC.dtype == np.uint8 and photo_HWC.ndim == 3
-            and photo_HWC.shape[2] == 3):
-        given = getattr(photo_HWC, "dtype", type(photo_HWC).__name__)
-        raise ValueError(f"a Photo holds uint8 RGB pixels (H, W, 3), got {given} of shape {np.shape(photo_HWC)}")
+    _check_pixels(photo_HWC, "a Photo")
     preset = _preset(preset)
     out_h, out_w = _output_size(preset, size)
     _checks.count("min_size", min_size)
@@ -258,17 +302,11 @@ def prepare(photo: Photo, preset: str | Preset = "torchvision", size=None, min_s
     if min(h, w) < min_size:
         raise ValueError(f"photo {str(photo.path)!r} is {w}x{h} pixels; expected a shorter side of at least "
                          f"{min_size} pixels (min_size)")
-    image = Image.fromarray(photo_HWC)
     if preset.resize is None:
-        pixels_HWC = np.asarray(image.resize((out_w, out_h), Image.Resampling.BILINEAR))
+        pixels_HWC = np.asarray(Image.fromarray(photo_HWC).resize((out_w, out_h), Image.Resampling.BILINEAR))
     else:
         short = preset.resize * max(out_h, out_w) // max(preset.crop)
-        # torchvision's _compute_resized_output_size: the long side is truncated, not rounded.
-        new_h, new_w = (int(short * h / w), short) if w <= h else (short, int(short * w / h))
-        resized_HWC = np.asarray(image.resize((new_w, new_h), Image.Resampling.BILINEAR))
-        # torchvision's center_crop: Python's round, so halves go to the even offset.
-        top, left = int(round((new_h - out_h) / 2.0)), int(round((new_w - out_w) / 2.0))
-        pixels_HWC = resized_HWC[top:top + out_h, left:left + out_w]
+        pixels_HWC = center_crop(resize_short_side(photo_HWC, short), (out_h, out_w))
     return pixels_HWC.astype(np.float32) / 255
 
 

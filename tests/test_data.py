@@ -5,9 +5,12 @@ import gzip
 import pickle
 import struct
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
+from test_images import torchvision_pixels
 
 from jaxvis import data
 
@@ -354,8 +357,41 @@ def test_imagenet_hidden_folders_are_not_classes_and_bad_images_are_named(tmp_pa
     np.testing.assert_array_equal(next(iter(ds.batches(4, workers=1)))[1], [0, 0, 1, 1])
     broken = tmp_path / "val" / "n01" / "1.png"
     broken.write_bytes(broken.read_bytes()[:40])  # truncated
-    with pytest.raises(ValueError, match=f"cannot read image {broken}"):
+    with pytest.raises(ValueError, match=re.escape(f"cannot read photo '{broken}'")):
         list(data.open_dataset("imagenet2012", "validation", data_dir=tmp_path).batches(4, workers=1))
+
+
+# (width, height): short sides 333 and 257; 300x451 resizes to 256x384 (384.85 truncated, as
+# torchvision does; rounding gives 385); 200x206 to 263x256 (263.68 truncated), whose crop
+# offset 19.5 rounds to 20 (a floor takes 19)
+ODD_SIZES = [(333, 500), (500, 333), (257, 1000), (300, 451), (200, 206)]
+
+
+def write_photos(folder, photos):
+    folder.mkdir(parents=True)
+    for k, rgb in enumerate(photos):
+        Image.fromarray(rgb).save(folder / f"{k}.png")
+
+
+def test_imagenet_evaluation_is_torchvision_resize_256_and_centercrop_224(tmp_path, rng):
+    photos = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in ODD_SIZES]  # noise: any shift shows
+    write_photos(tmp_path / "val" / "n01", photos)
+    ds = data.open_dataset("imagenet2012", "validation", data_dir=tmp_path)
+    centre, _ = next(iter(ds.batches(len(photos), workers=2)))
+    ten, _ = next(iter(ds.batches(len(photos), ten_crop=True, workers=2)))
+    for k, (rgb, size) in enumerate(zip(photos, ODD_SIZES)):
+        expected = torchvision_pixels(rgb)
+        for name, got in (("dataset[k]", ds[k][0]), ("batch", centre[k]), ("ten crops' centre", ten[k, 4])):
+            assert got.shape == (224, 224, 3) and got.dtype == np.uint8, (size, name)
+            differ = np.count_nonzero(got / 255.0 != expected)
+            assert differ == 0, f"{size[0]}x{size[1]}, {name}: {differ} values differ from Resize(256) + CenterCrop(224)"
+
+
+def test_imagenet_centre_crop_rounds_a_half_offset_to_even(tmp_path, rng):
+    rgb = rng.integers(0, 256, (263, 256, 3), dtype=np.uint8)  # short side 256 already: cropped only
+    write_photos(tmp_path / "val" / "n01", [rgb])
+    image, _ = data.open_dataset("imagenet2012", "validation", data_dir=tmp_path)[0]
+    np.testing.assert_array_equal(image, rgb[20:244, 16:240])  # rows: round(19.5) = 20; columns: 16
 
 
 def test_mnist_files_are_not_read_as_fashion_mnist(tmp_path, monkeypatch):

@@ -140,6 +140,30 @@ def test_prepare_refuses_a_photo_that_is_not_uint8_rgb():
         images.prepare(Photo("x.png", np.zeros((40, 40)), None), "whole", size=32)
 
 
+def test_center_crop_rounds_half_offsets_to_even():
+    image = np.arange(9 * 6).reshape(9, 6, 1)
+    # rows (9 - 4) / 2 = 2.5 -> 2, columns (6 - 3) / 2 = 1.5 -> 2: Python's round, as torchvision's CenterCrop
+    np.testing.assert_array_equal(images.center_crop(image, (4, 3)), image[2:6, 2:5])
+    np.testing.assert_array_equal(images.center_crop(image, 6), image[2:8, 0:6])  # 1.5 -> 2, 0
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: images.resize_short_side(np.zeros((40, 50, 3)), 32),
+     "the image must hold uint8 RGB pixels (H, W, 3), got float64 of shape (40, 50, 3)"),
+    (lambda: images.resize_short_side(np.zeros((40, 50, 3), np.uint8), 0), "short side must be an integer >= 1, got 0"),
+    (lambda: images.center_crop(np.zeros((10, 12, 3)), (11, 12)),
+     "expected an HWC image of at least 11x12 to crop, got shape (10, 12, 3)"),
+    (lambda: images.center_crop(np.zeros((10, 12, 3)), (2, 3, 4)),
+     "crop size must be an int or (height, width), got (2, 3, 4)"),
+    (lambda: images.center_crop(np.zeros((10, 12, 3)), 2.5), "crop size must be an int or (height, width), got 2.5"),
+    (lambda: images.center_crop(np.zeros((10, 12, 3)), (0, 2)), "crop size must be an integer >= 1, got 0"),
+])
+def test_resize_and_crop_refuse_bad_input(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert message in str(info.value), str(info.value)
+
+
 def test_small_photos_are_refused_by_min_size():
     small = photo(np.zeros((20, 40, 3)), "tiny.png")
     with pytest.raises(ValueError, match=r"'tiny.png' is 40x20 pixels; expected a shorter side of at least 32"):
