@@ -67,26 +67,38 @@ def test_guided_and_deconvnet_maps_follow_their_formulas():
         assert rel_err(got.reshape(4), (w1 @ signal.ravel())) < 1e-5, rule
 
 
-def test_smoothgrad_is_the_mean_gradient_over_its_documented_noise(tiny):
+# One sample of SmoothGrad or integrated gradients over TINY's 4 images and one class: the
+# forward pass's layers (conv1, relu1, pool1, flatten, fc2, relu2, fc3) and one cotangent of
+# them and of the input, in float32 bytes
+TINY_LAYERS = 6 * 6 * 4 * 2 + 3 * 3 * 4 * 2 + 8 * 2 + 3
+SAMPLE_BYTES = (TINY_LAYERS + TINY_LAYERS + 6 * 6 * 2) * 4 * 4
+
+
+@pytest.mark.parametrize("budget, chunks", [(1e9, "one"), (2.5 * SAMPLE_BYTES, "3 of 2, one padded")])
+def test_smoothgrad_is_the_mean_gradient_over_its_documented_noise(tiny, budget, chunks):
     params, x = tiny
-    key, samples, noise = jax.random.key(7), 4, 0.2
-    got = saliency.smoothgrad(TINY, params, x, np.array([0, 1, 2, 0]), key, samples=samples, noise=noise, chunk=2)
+    key, samples, noise = jax.random.key(7), 5, 0.2
+    got = saliency.smoothgrad(TINY, params, x, np.array([0, 1, 2, 0]), key, samples=samples, noise=noise,
+                              memory_budget=budget)
     spread = np.asarray(x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3))).reshape(-1, 1, 1, 1)
     noisy = np.concatenate([x + noise * spread * jax.random.normal(k, x.shape) for k in jax.random.split(key, samples)])
     each = saliency.gradients(TINY, params, noisy, np.tile([0, 1, 2, 0], samples))
-    assert rel_err(got, np.asarray(each).reshape(samples, *x.shape).mean(axis=0)) < 1e-5
+    err = rel_err(got, np.asarray(each).reshape(samples, *x.shape).mean(axis=0))
+    assert err < 1e-5, f"{chunks} chunk(s): {err:.2e}"
 
 
-def test_integrated_gradients_equals_a_riemann_sum_and_is_complete(tiny):
+@pytest.mark.parametrize("budget, chunks", [(1e9, "one"), (100.5 * SAMPLE_BYTES, "6 of 86, one padded by 4")])
+def test_integrated_gradients_equals_a_riemann_sum_and_is_complete(tiny, budget, chunks):
     params, x = tiny
     classes, steps = np.array([2, 0, 1, 1]), 512
     baseline = saliency.black(TINY, x)
-    got = saliency.integrated_gradients(TINY, params, x, classes, steps=steps, chunk=128)
+    got = saliency.integrated_gradients(TINY, params, x, classes, steps=steps, memory_budget=budget)
     alphas = ((np.arange(steps) + 0.5) / steps).reshape(-1, 1, 1, 1, 1)
     path = (np.asarray(baseline) + alphas * np.asarray(x - baseline)).reshape(-1, *x.shape[1:])
     each = saliency.gradients(TINY, params, path, np.tile(classes, steps))
     riemann = np.asarray(each).reshape(steps, *x.shape).mean(axis=0) * np.asarray(x - baseline)
-    assert rel_err(got, riemann) < 1e-5
+    err = rel_err(got, riemann)
+    assert err < 1e-5, f"{chunks} chunk(s): {err:.2e}"
 
     scores = lambda v: np.asarray(TINY.apply(params, v)[0])[np.arange(4), classes]
     gap = scores(x) - scores(baseline)
@@ -295,8 +307,13 @@ BAD_INPUTS = [
      "unknown classes 'al'; expected one of ['all']. Did you mean 'all'?"),
     ("to_map: no channel axis", lambda p, x: saliency.to_map(np.float32(1)),
      "attributions must have a channel axis (..., H, W, C), got shape ()"),
-    ("smoothgrad: chunk", lambda p, x: saliency.smoothgrad(TINY, p, x, 0, jax.random.key(0), chunk=0),
-     "chunk must be an integer >= 1, got 0"),
+    ("smoothgrad: budget below one copy",
+     lambda p, x: saliency.smoothgrad(TINY, p, x, 0, jax.random.key(0), memory_budget=0.99 * SAMPLE_BYTES),
+     f"memory_budget={0.99 * SAMPLE_BYTES:.3g} bytes is too small for one noisy copy: its forward and backward "
+     f"passes over 4 image(s) and 1 class(es) need about {SAMPLE_BYTES:.3g} bytes"),
+    ("smoothgrad: budget not a number", lambda p, x: saliency.smoothgrad(TINY, p, x, 0, jax.random.key(0),
+                                                                        memory_budget=None),
+     "memory_budget must be a finite number of bytes, got None"),
     ("smoothgrad: samples", lambda p, x: saliency.smoothgrad(TINY, p, x, 0, jax.random.key(0), samples=2.5),
      "samples must be an integer >= 1, got 2.5"),
     ("smoothgrad: noise", lambda p, x: saliency.smoothgrad(TINY, p, x, 0, jax.random.key(0), noise=-0.1),
@@ -308,6 +325,9 @@ BAD_INPUTS = [
      "baseline must broadcast to the images' shape (4, 6, 6, 2) (one image, or one per image), got shape (5, 6, 6, 2)"),
     ("integrated_gradients: steps", lambda p, x: saliency.integrated_gradients(TINY, p, x, 0, steps=0),
      "steps must be an integer >= 1, got 0"),
+    ("integrated_gradients: budget below one step",
+     lambda p, x: saliency.integrated_gradients(TINY, p, x, 0, memory_budget=SAMPLE_BYTES - 1),
+     "is too small for one step: its forward and backward passes over 4 image(s) and 1 class(es) need about"),
     ("method_maps: unknown method", lambda p, x: saliency.method_maps(TINY, p, x, 0, methods=("gradient", "occlusion")),
      "unknown saliency method 'occlusion'"),
     ("black: channels", lambda p, x: saliency.black(TINY, np.zeros((1, 6, 6, 3), np.float32)),
