@@ -41,7 +41,7 @@ def main(argv=None) -> None:
     if args.variants:
         unknown = [v for v in args.variants if v not in ablations]
         if unknown:
-            raise SystemExit(f"unknown variants {unknown}; the variants are {list(ablations)}")
+            raise ValueError(f"unknown variants {unknown}; the variants are {list(ablations)}")
         ablations = {v: ablations[v] for v in args.variants}
     start = time.time()
     rows = ablation.run(base, ablations, args.workdir, data_dir=args.data_dir, progress=not args.no_progress)

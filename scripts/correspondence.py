@@ -57,7 +57,7 @@ def main(argv=None) -> None:
     out = cli.output_dir(args)
     start = time.time()
     if args.images < 2:
-        raise SystemExit(f"--images must be at least 2 (Delta compares pairs), got {args.images}")
+        raise ValueError(f"--images must be at least 2 (Delta compares pairs), got {args.images}")
 
     model, params, card = cli.open_network(args)
     images, labels = cli.open_examples(args)
@@ -72,7 +72,7 @@ def main(argv=None) -> None:
     for digit in dict.fromkeys(d for d, *_ in parts):
         pool = np.flatnonzero(labels == digit)[:args.pool]
         if len(pool) < args.images:
-            raise SystemExit(f"class {digit} has {len(pool)} digits in {args.dataset}/{args.split}; "
+            raise ValueError(f"class {digit} has {len(pool)} digits in {args.dataset}/{args.split}; "
                              f"--images is {args.images}")
         pixels = images[pool].astype(np.float32) / 255.0
         mine = [(name, r, c) for d, name, r, c in parts if d == digit]

@@ -84,7 +84,7 @@ def check_settings(workdir: Path, settings: dict) -> None:
         if before != settings:
             changed = {k: (before.get(k), settings.get(k)) for k in {*before, *settings}
                        if before.get(k) != settings.get(k)}
-            raise SystemExit(f"{workdir} holds a study with other settings {changed} (before, now); "
+            raise ValueError(f"{workdir} holds a study with other settings {changed} (before, now); "
                              "use another --workdir or delete it")
     else:
         write_json(path, settings)
@@ -478,9 +478,9 @@ def main(argv=None) -> None:
     base = build_config(s, 1, 0).build_model()
     dilation.check_dilations(base, args.dilations)  # a bad factor fails here, naming the layer, before any work
     if len(set(args.dilations)) != len(args.dilations) or len(args.dilations) < 2:
-        raise SystemExit(f"give at least two distinct dilation factors, got {args.dilations}")
+        raise ValueError(f"give at least two distinct dilation factors, got {args.dilations}")
     if len(s["seed_list"]) < 2:
-        raise SystemExit("the statistics need at least two seeds")
+        raise ValueError("the statistics need at least two seeds")
     workdir = cli.folder(args.workdir, "--workdir")
     out = cli.folder(args.results or workdir / "results", "--results")
     check_settings(workdir, s)

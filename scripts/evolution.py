@@ -131,20 +131,21 @@ def main(argv=None) -> None:
     began = time.perf_counter()
     steps = checkpoint.saved_steps(args.checkpoint)
     if not steps:
-        raise SystemExit(f"{args.checkpoint} has no saved checkpoints")
+        raise ValueError(f"{args.checkpoint} has no saved checkpoints: expected a training workdir (or its "
+                         "checkpoints folder) with a folder per saved step")
     snapshots, card = [], None
     for step in steps:
         model, params, card = checkpoint.restore_model(args.checkpoint, step)
         snapshots.append((step, params))
+    for layer in args.layers:
+        model.check_layer(layer, spatial=True)
+        if args.maps > model.shapes[layer][-1]:
+            raise ValueError(f"--maps {args.maps} is more than {layer}'s {model.shapes[layer][-1]} maps")
     config = card["config"]
     split = args.split or config["train_split"]
     dataset = data.open_dataset(card["dataset"], split, data_dir=args.data_dir, image_size=config.get("image_size"))
     images = dataset if args.limit is None else next(iter(dataset.batches(args.limit)))[0]
     rng = np.random.default_rng(args.seed)
-    for layer in args.layers:
-        model.check_layer(layer, spatial=True)
-        if args.maps > model.shapes[layer][-1]:
-            raise SystemExit(f"--maps {args.maps} is more than {layer}'s {model.shapes[layer][-1]} maps")
     maps = {layer: np.sort(rng.choice(model.shapes[layer][-1], args.maps, replace=False)) for layer in args.layers}
 
     out = cli.output_dir(args)

@@ -62,7 +62,7 @@ def main(argv=None) -> None:
     if args.indices:
         chosen = np.asarray(args.indices)
         if chosen.min() < 0 or chosen.max() >= count:
-            raise SystemExit(f"--indices must lie in [0, {count}), got {sorted(set(chosen.tolist()))}")
+            raise ValueError(f"--indices must lie in [0, {count}), got {sorted(set(chosen.tolist()))}")
     elif inputs.labels_N is not None:
         chosen = cli.first_per_class(inputs.labels_N, 1, model.num_classes)[:args.num_images]
     else:

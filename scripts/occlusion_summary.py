@@ -22,11 +22,11 @@ import matplotlib.pyplot as plt  # noqa: E402  (after jaxvis.plots has chosen th
 
 def read(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
-        raise SystemExit(f"no summary.csv at {path}: give the --out folder of scripts/occlusion.py")
+        raise ValueError(f"no summary.csv at {path}: give the --out folder of scripts/occlusion.py")
     with path.open() as f:
         rows = list(csv.DictReader(f))
     if not rows:
-        raise SystemExit(f"{path} has no rows")
+        raise ValueError(f"{path} has no rows")
     return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
 
 

@@ -65,7 +65,7 @@ def test_correspondence_cli_writes_the_table(tmp_path):
     assert (tmp_path / "parts_7.png").is_file() and (tmp_path / "parts_0.png").is_file()
     with pytest.raises(ValueError, match=r"a part is DIGIT:NAME:ROW0:ROW1\[:COL0:COL1\], got '7:bar:0'"):
         correspondence_cli.main(["--checkpoint", CHECKPOINT, "--out", str(tmp_path), "--parts", "7:bar:0"])
-    with pytest.raises(SystemExit, match=r"--images must be at least 2"):
+    with pytest.raises(ValueError, match=r"--images must be at least 2"):
         correspondence_cli.main(["--checkpoint", CHECKPOINT, "--out", str(tmp_path), "--images", "1"])
 
 
@@ -86,7 +86,7 @@ def test_occlusion_summary_counts_from_the_csv(tmp_path):
     assert out["mean_fraction_of_positions_changing_the_prediction"] == pytest.approx(0.13)
     assert out["of_correct_images_changed_by_some_occluder"] == pytest.approx(1 / 3)
     assert (tmp_path / "summary.png").stat().st_size > 10_000
-    with pytest.raises(SystemExit, match="no summary.csv"):
+    with pytest.raises(ValueError, match="no summary.csv"):
         occlusion_summary.main([str(tmp_path / "missing")])
 
 

@@ -7,13 +7,21 @@ goes, a missing checkpoint, a damaged ``card.json`` or checkpoint, ``--data-dir`
 counts of 0 and unknown names. The scripts run as real processes (a JAX import each), two
 at a time: ``CASES`` here, the slower ``MORE_CASES`` (and the counts that argparse refuses)
 in ``tests/integration/test_scripts_bad_input_more.py``.
+
+Importing JAX, Flax and orbax is most of a failing script's time, so one runner process
+imports them once and runs each script in a forked child, as the interpreter would run
+``python script.py ...``; one case also runs in a fresh interpreter and must end the same.
 """
 
+import atexit
+import importlib
+import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import traceback
 from pathlib import Path
 
 import pytest
@@ -26,7 +34,9 @@ SAMPLE = ("--set", "dataset='mnist_sample'", "--set", "train_split='test'")  # t
 # (id, script, arguments, what the error line says); in arguments and messages {file} is a
 # plain file, {missing} a path that does not exist, {bad_card} a copy of the shipped MNIST
 # checkpoint whose card.json is not text, {damaged} one whose arrays are garbage,
-# {bad_workdir} a training workdir whose card.json is not text, {out} a fresh folder
+# {bad_workdir} a training workdir whose card.json is not text, {empty} an empty folder,
+# {old_study} a dilation study's workdir with other settings, {no_rows} an occlusion run whose
+# summary.csv has a header only, {out} a fresh folder
 CASES = [
     ("train: --workdir a file", "train", ("--config", "mnist_cnn", "--workdir", "{file}"),
      "workdir must be a folder, but {file} is a file"),
@@ -59,6 +69,20 @@ CASES = [
      "--out must be a folder, but {file} is a file"),
     ("make_sample: --data-dir a file", "make_sample", ("--data-dir", "{file}", "--out", "{out}/sample.npz"),
      "data_dir must be a folder, but {file} is a file"),
+    ("correspondence: too few digits", "correspondence", ("--pool", "3", "--images", "4", "--out", "{out}"),
+     "class 7 has 3 digits in mnist_sample/test; --images is 4"),
+    ("dilation_study: repeated factors", "dilation_study", ("--quick", "--dilations", "1", "1", "--workdir", "{out}"),
+     "give at least two distinct dilation factors, got [1, 1]"),
+    ("dilation_study: other settings", "dilation_study", ("--quick", "--no-progress", "--workdir", "{old_study}"),
+     "{old_study} holds a study with other settings"),
+    ("evolution: no saved steps", "evolution", ("--checkpoint", "{empty}", "--out", "{out}"),
+     "{empty} has no saved checkpoints: expected a training workdir"),
+    ("evolution: --maps beyond a layer's", "evolution", ("--checkpoint", str(CHECKPOINT), "--layers", "relu1",
+                                                        "--maps", "1000", "--out", "{out}"),
+     "--maps 1000 is more than relu1's"),
+    ("invariance: --indices out of range", "invariance", ("--indices", "5", "1000", "--out", "{out}"),
+     "--indices must lie in [0, 1000), got [5, 1000]"),
+    ("occlusion_summary: no rows", "occlusion_summary", ("{no_rows}",), "{no_rows}/summary.csv has no rows"),
 ]
 MORE_CASES = [
     ("train: unknown config", "train", ("--config", "minst", "--workdir", "{out}"),
@@ -123,25 +147,115 @@ def make_inputs(tmp: Path) -> dict[str, str]:
     shutil.copytree(CHECKPOINT, tmp / "damaged")
     damage(tmp / "damaged" / "2808", "data")
     shutil.copytree(tmp / "bad_card", tmp / "bad_workdir" / "checkpoints")
-    return {name: str(tmp / name) for name in ("file", "missing", "bad_card", "damaged", "bad_workdir")}
+    (tmp / "empty").mkdir()
+    (tmp / "old_study").mkdir()
+    (tmp / "old_study" / "settings.json").write_text('{"seeds": 9}')
+    (tmp / "no_rows").mkdir()
+    (tmp / "no_rows" / "summary.csv").write_text("index,label,predicted,base_prob,min_prob,drop,row,col\n")
+    return {name: str(tmp / name) for name in ("file", "missing", "bad_card", "damaged", "bad_workdir", "empty",
+                                               "old_study", "no_rows")}
+
+
+# What every script imports, imported once by the runner (none starts JAX's runtime).
+SHARED_MODULES = ("jaxvis.cli", "jaxvis.plots", "jaxvis.train", "jaxvis.report", "jaxvis.analysis.dilation",
+                  "jaxvis.analysis.ablation", "jaxvis.analysis.evolution", "jaxvis.analysis.invariance",
+                  "jaxvis.analysis.correspondence", "jaxvis.synthesis", "jaxvis.occlusion", "jaxvis.topk",
+                  "matplotlib.pyplot", "scipy.stats", "tqdm")
+
+
+def _exit_status(error: SystemExit) -> int:
+    """The interpreter's exit status for an uncaught ``SystemExit``, printing a message
+    code to stderr as it does."""
+    if error.code is None:
+        return 0
+    if isinstance(error.code, int):
+        return error.code
+    print(error.code, file=sys.stderr)
+    return 1
+
+
+def _run_script(script: str, arguments: list[str], log: str) -> None:
+    """In a forked child: ``python script arguments`` with stderr into ``log``, then exit."""
+    os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    sys.argv, sys.path[0] = [script, *arguments], str(Path(script).parent)
+    try:
+        runpy.run_path(script, run_name="__main__")
+        status = 0
+    except SystemExit as error:
+        status = _exit_status(error)
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def serve() -> None:
+    """The runner: ``[[script, arguments, stderr file], ...]`` as JSON on stdin; each script
+    runs in a forked child, two at a time; their exit statuses go to stdout as JSON."""
+    jobs = json.load(sys.stdin)
+    for module in SHARED_MODULES:
+        importlib.import_module(module)
+    from jax._src import xla_bridge
+    assert not xla_bridge.backends_are_initialized(), "a fork would copy JAX's running threads"
+    statuses, running = [None] * len(jobs), {}
+
+    def reap() -> None:
+        pid, wait_status = os.wait()
+        statuses[running.pop(pid)] = os.waitstatus_to_exitcode(wait_status)
+
+    for index, job in enumerate(jobs):
+        if len(running) == 2:
+            reap()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _run_script(*job)
+        running[pid] = index
+    while running:
+        reap()
+    print(json.dumps(statuses))
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("JAXVIS_TRACEBACK", "JAXVIS_DATA_DIR")}
+    env.update(PYTHONPATH=os.pathsep.join((str(ROOT), str(ROOT / "tests"))), JAX_PLATFORMS="cpu")
+    return env
+
+
+def _command(case, index: int, paths: dict[str, str], tmp: Path) -> tuple[str, list[str], str]:
+    """A case's script, arguments and expected message, the placeholders filled in."""
+    _, script, arguments, message = case
+    fill = {**paths, "out": str(tmp / f"out{index}")}
+    return str(ROOT / "scripts" / f"{script}.py"), [a.format(**fill) for a in arguments], message.format(**fill)
 
 
 def run_cases(cases, tmp: Path) -> dict[str, tuple[int, str, str]]:
-    """Run each case's script in ``ROOT`` (its default paths are the repository's), two at a
-    time; ``{id: (exit status, stderr, expected message)}`` with the placeholders filled in."""
+    """Run each case's script in ``ROOT`` (its default paths are the repository's) through
+    the runner; ``{id: (exit status, stderr, expected message)}``."""
     paths = make_inputs(tmp)
-    env = {k: v for k, v in os.environ.items() if k not in ("JAXVIS_TRACEBACK", "JAXVIS_DATA_DIR")}
-    env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    commands = [_command(case, index, paths, tmp) for index, case in enumerate(cases)]
+    logs = [str(tmp / f"stderr{index}.txt") for index in range(len(cases))]
+    runner = subprocess.run([sys.executable, "-c", "import test_scripts_bad_input as t; t.serve()"], cwd=ROOT,
+                            env=_environment(), input=json.dumps([[script, arguments, log] for (script, arguments, _),
+                                                                  log in zip(commands, logs)]),
+                            capture_output=True, text=True, timeout=900)
+    assert runner.returncode == 0, runner.stderr[-3000:]
+    statuses = json.loads(runner.stdout.splitlines()[-1])
+    return {case[0]: (status, Path(log).read_text(), message)
+            for case, status, log, (_, _, message) in zip(cases, statuses, logs, commands)}
 
-    def run(index_case):
-        index, (name, script, arguments, message) = index_case
-        fill = {**paths, "out": str(tmp / f"out{index}")}
-        command = [sys.executable, str(ROOT / "scripts" / f"{script}.py"), *(a.format(**fill) for a in arguments)]
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        return name, (done.returncode, done.stderr, message.format(**fill))
 
-    with ThreadPoolExecutor(2) as pool:
-        return dict(pool.map(run, enumerate(cases)))
+def run_fresh(case, tmp: Path) -> tuple[int, str, str]:
+    """One case in a fresh interpreter: ``(exit status, stderr, expected message)``."""
+    script, arguments, message = _command(case, 0, make_inputs(tmp), tmp)
+    done = subprocess.run([sys.executable, script, *arguments], cwd=ROOT, env=_environment(), capture_output=True,
+                          text=True, timeout=300)
+    return done.returncode, done.stderr, message
 
 
 def assert_one_error_line(result) -> None:
@@ -159,6 +273,15 @@ def results(tmp_path_factory):
 @pytest.mark.parametrize("name", [case[0] for case in CASES])
 def test_bad_input_ends_a_script_with_one_error_line(results, name):
     assert_one_error_line(results[name])
+
+
+def test_a_fresh_interpreter_ends_as_the_forked_run(results, tmp_path):
+    case = next(c for c in CASES if c[0] == "occlusion_summary: missing run")
+    status, stderr, message = run_fresh(case, tmp_path)
+    forked_status, forked_stderr, forked_message = results[case[0]]
+    assert (status, stderr.replace(message, "MESSAGE")) == (forked_status, forked_stderr.replace(forked_message,
+                                                                                                 "MESSAGE"))
+    assert_one_error_line((status, stderr, message))
 
 
 def test_every_script_with_paths_has_a_case():
