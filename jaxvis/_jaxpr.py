@@ -23,10 +23,12 @@ order.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.extend import core as jcore
@@ -158,6 +160,22 @@ def _product_batch(eqn, infos) -> tuple[tuple[str, int], ...]:
     return ()
 
 
+def switched_max(x, window_dimensions, window_strides, padding):
+    """``reduce_window`` max through its switches, for any layout: the maximum of each
+    window gathered at the first (row-major) position holding it, as
+    :func:`jaxvis.layers.max_pool` does for NHWC maps. The VJP routes the signal to the
+    same positions as ``reduce_window``'s (``select_and_scatter``, first maximum), but by
+    dense masking, which XLA:CPU runs several times faster."""
+    xp = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in padding])
+    out = [(n - k) // s + 1 for n, k, s in zip(xp.shape, window_dimensions, window_strides)]
+    views = [lax.slice(xp, offset, [o + (m - 1) * s + 1 for o, m, s in zip(offset, out, window_strides)],
+                       window_strides)
+             for offset in itertools.product(*(range(k) for k in window_dimensions))]
+    switches = jnp.argmax(jnp.stack(views), axis=0)
+    zero = jnp.zeros((), x.dtype)
+    return sum(jnp.where(switches == k, view, zero) for k, view in enumerate(views))
+
+
 def _single_relu(closed) -> bool:
     """True when a ``custom_vjp`` body is a ReLU alone (as jaxvis's own rules are)."""
     jaxpr = closed.jaxpr
@@ -234,6 +252,10 @@ class Walk:
     def bind(self, eqn, ins):
         if not self.evaluate:
             return [None] * len(eqn.outvars)
+        p = eqn.params
+        if (eqn.primitive.name == "reduce_window_max" and jnp.issubdtype(eqn.invars[0].aval.dtype, jnp.floating)
+                and all(d == 1 for d in (*p["base_dilation"], *p["window_dilation"]))):
+            return [switched_max(ins[0], p["window_dimensions"], p["window_strides"], p["padding"])]
         out = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
         return list(out) if eqn.primitive.multiple_results else [out]
 
