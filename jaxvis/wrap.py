@@ -12,7 +12,9 @@ the input's path, ``jax.nn.relu`` or ``jnp.maximum(x, 0)``, also inside nested `
 ``custom_jvp``, ``jax.checkpoint``, ``scan`` and ``cond`` bodies, is replaced by the
 rule's custom-VJP ReLU while the jaxpr is interpreted (:mod:`jaxvis._jaxpr`); the user's
 code and JAX's state are untouched. Max pools are ``reduce_window`` max, whose VJP routes
-the signal to each window's (first) maximum: the switches. The ``deconvnet`` and
+the signal to each window's (first) maximum: the switches; the interpreter evaluates them
+through their switches (:func:`jaxvis._jaxpr.switched_max`), whose VJP routes the same
+way by dense masking, several times faster on XLA:CPU. The ``deconvnet`` and
 ``guided`` rules are refused, with the place named, where the network has no ReLU or
 has activations the rules do not define (tanh, sigmoid, GELU's erf, leaky ReLU's
 select, ...), since their plain gradient would pass silently.

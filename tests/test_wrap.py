@@ -310,12 +310,12 @@ def mlp_reference(ws, bs, x_flat, rule, target):
     return g
 
 
-def test_relus_inside_jit_custom_jvp_checkpoint_and_scan_take_the_rule():
+def test_relus_inside_jit_custom_jvp_checkpoint_scan_and_cond_take_the_rule():
     rng = np.random.default_rng(5)
-    sizes = (12, 6, 6, 6, 4)
+    sizes = (12, 6, 6, 6, 6, 4)
     ws = [rng.normal(0, 0.5, (a, b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
     bs = [rng.normal(0, 0.2, (b,)).astype(np.float32) for b in sizes[1:]]
-    params = {"w": ws, "b": bs}
+    params = {"w": ws, "b": bs, "gate": jnp.ones(())}
 
     @jax.custom_jvp
     def first_layer(h, w, b):  # a user's custom_jvp around a ReLU
@@ -333,11 +333,12 @@ def test_relus_inside_jit_custom_jvp_checkpoint_and_scan_take_the_rule():
         h = jax.checkpoint(middle)(h, p["w"][1], p["b"][1])
         h, _ = lax.scan(lambda h, wb: (jax.nn.relu(h @ wb[0] + wb[1][None]), None), h,
                         (p["w"][2][None], p["b"][2][None]))
-        return h @ p["w"][3] + p["b"][3][None]
+        h = lax.cond(p["gate"] > 0, lambda h: jnp.maximum(h @ p["w"][3] + p["b"][3][None], 0), lambda h: h, h)
+        return h @ p["w"][4] + p["b"][4][None]
 
     x = rng.normal(size=(3, 2, 2, 3)).astype(np.float32)
     model = wrap(net, params, jnp.asarray(x), name="nested")
-    assert model.relus == 3
+    assert model.relus == 4
     for rule in RULES:
         got = saliency.gradients(model, params, jnp.asarray(x), 1, rule)
         want = mlp_reference([w.astype(np.float64) for w in ws], bs, x.reshape(3, -1).astype(np.float64), rule, 1)
