@@ -46,8 +46,6 @@ ELEMENTWISE = ("add", "sub", "mul", "div", "neg", "max", "min", "exp", "exp2", "
 ACTIVATIONS = ("tanh", "logistic", "erf", "erfc", "erf_inv", "exp", "exp2", "expm1", "log", "log1p", "abs", "sign")
 #: Primitives whose bodies are interpreted in line.
 INLINED = ("jit", "pjit", "closed_call", "core_call")
-#: Names a parameter's leaf goes by, dropped from its path to name its layer.
-_VARIABLE_FIELDS = ("value", "raw_value")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,8 +223,7 @@ class Walk:
         infos = [Info(param=p) for p in self.params] + [Info(dep=True, axes=(("n", 0), ("h", 1), ("w", 2), ("c", 3)),
                                                             field=ReceptiveField((1, 1), (1, 1), (0, 0)))
                                                        for _ in closed.jaxpr.invars[n:]]
-        outs, self.out_infos = self.jaxpr(closed.jaxpr, closed.consts, args, infos, ())
-        return outs
+        return self.jaxpr(closed.jaxpr, closed.consts, args, infos, ())[0]
 
     def jaxpr(self, jaxpr, consts, args, infos, scope):
         env, meta = {}, {}

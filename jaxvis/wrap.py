@@ -45,6 +45,7 @@ from jaxvis.models import Model, ReceptiveField, Trace
 _TRACE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
                  jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError)
 _ANALYSIS_BATCH = 2  # the listing is read at this batch size, where the batch axis is not a unit axis
+_VARIABLE_FIELDS = ("value", "raw_value")  # nnx's field for a variable's array, not part of the layer's path
 
 
 def _key_name(key) -> str:
@@ -58,7 +59,7 @@ def _param_name(path) -> str | None:
     """A layer's name from its kernel's path: the path without its leaf (``kernel``,
     ``weight``), without nnx's ``value`` and without linen's leading ``params``."""
     parts = [_key_name(k) for k in path]
-    while parts and parts[-1] in _jaxpr._VARIABLE_FIELDS:
+    while parts and parts[-1] in _VARIABLE_FIELDS:
         parts.pop()
     parts = parts[:-1]
     if parts and parts[0] == "params":

@@ -172,6 +172,29 @@ def test_listing_names_shapes_and_fields_match_the_tuple(five, way):
     assert all(name in listing for name in NAMES)
 
 
+def test_a_jaxvis_tuple_wrapped_keeps_its_relus_and_names(five):
+    """jaxvis's own ReLU is a custom_vjp whose body is a ReLU: the rewriter recognises it."""
+    models_, x = five
+    reference, params = models_["tuple"]
+    model = wrap(lambda p, x: reference.apply(p, x)[0], params, x)
+    assert model.relus == 3
+    assert [n for n in model.names if model.kinds[n] in ("conv", "dense", "relu")] == [
+        "conv1", "relu1", "conv2", "relu2", "fc1", "relu3", "fc2"]
+
+
+def test_a_relu_inside_a_users_custom_vjp_is_refused_under_a_rule():
+    @jax.custom_vjp
+    def clipped(h):
+        return jnp.minimum(jax.nn.relu(h), 1.0)
+
+    clipped.defvjp(lambda h: (clipped(h), h), lambda h, g: (g,))
+    params = jnp.ones((12, 2))
+    x = jnp.ones((1, 2, 2, 3))
+    model = wrap(lambda p, x: clipped(x.reshape(x.shape[0], -1) @ p), params, x)
+    with pytest.raises(ValueError, match="a ReLU inside a custom_vjp function"):
+        model.apply(params, x, rule="deconvnet")
+
+
 @pytest.mark.parametrize("way", WRAPPED)
 def test_logits_and_trace_equal_the_tuple(five, way):
     models_, x = five
