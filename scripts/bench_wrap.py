@@ -10,7 +10,7 @@ tuple and the wrapped network, and their ratio (goal: wrapped within 1.3x); then
 rewrite's own cost (tracing the Flax module, reading its layers, and interpreting the
 jaxpr with the rule's ReLUs into a new one) against the first call of the wrapped
 projection, which compiles it (goal: the rewrite costs less). Times are medians of
-``--repeats`` calls.
+``--repeats`` calls, the two networks taking turns.
 """
 
 from __future__ import annotations
@@ -52,26 +52,29 @@ class Linen(nn.Module):
         return nn.Dense(10, name="fc2")(x)
 
 
-def timed(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` (its result blocked on) after one untimed call."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed(fns, repeats: int) -> list[float]:
+    """Median seconds of each ``fn()`` (its result blocked on) after one untimed call; the
+    functions take turns, so that a shared machine's load weighs on each alike."""
+    for fn in fns:
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, kept in zip(fns, times):
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            kept.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        args.size, args.images, args.repeats = 32, 4, 3
+        args.size, args.images, args.repeats = 32, 4, 5
     model = network(args.size)
     params = model.init(jax.random.key(0))
     x = jnp.asarray(np.random.default_rng(0).normal(size=(args.images, args.size, args.size, 3)), jnp.float32)
@@ -103,8 +106,7 @@ def main(argv=None) -> None:
     print("| method | tuple (ms) | wrapped (ms) | wrapped / tuple |")
     print("|---|---:|---:|---:|")
     for name, case in cases.items():
-        tuple_s = timed(lambda: case(model, params), args.repeats)
-        wrapped_s = timed(lambda: case(wrapped, variables), args.repeats)
+        tuple_s, wrapped_s = timed([lambda: case(model, params), lambda: case(wrapped, variables)], args.repeats)
         print(f"| {name} | {1e3 * tuple_s:.1f} | {1e3 * wrapped_s:.1f} | {wrapped_s / tuple_s:.2f} |")
     print(f"\n| rewrite step | seconds |\n|---|---:|\n| wrap (trace the module, read its layers) | {wrap_s:.3f} |\n"
           f"| interpret the jaxpr with the deconvnet ReLUs | {rewrite_s:.3f} |\n"
