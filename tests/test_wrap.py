@@ -302,6 +302,7 @@ def test_residual_block_with_one_relu_twice_matches_a_hand_written_backward_pass
     variables = jax.jit(module.init)(jax.random.key(1, impl="rbg"), x)
     model, params = wrap_linen(module, variables, jnp.asarray(x))
     assert model.names == ("conv_a", "relu1", "conv_b", "add1", "relu2", "flatten1", "head")
+    assert model.fields["add1"] == models.ReceptiveField((5, 5), (1, 1), (-2, -2))  # conv_b's, covering the skip's
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
     h1 = conv_same(x.astype(np.float64), p["conv_a"]["kernel"], p["conv_a"]["bias"])
     r1 = np.maximum(h1, 0)
@@ -472,3 +473,27 @@ def test_methods_that_need_the_layer_tuple_refuse_a_wrapped_model(five):
         saliency.grad_cam(model, params, x, 0)
     with pytest.raises(ValueError, match="is a wrapped function, not a jaxvis layer tuple"):
         occlusion.sweep(model, params, x, np.array([0, 1]), patch=4, stride=4)
+
+
+def test_receptive_fields_of_strided_dilated_and_padded_layers_equal_the_tuples():
+    """Fields derived from the jaxpr against the tuple's, computed from its descriptions."""
+    L = models
+    reference = models.Model("geometry", (L.conv("c1", 4, 5, stride=2, padding=2), L.relu("r1"),
+                                          L.max_pool("p1", 3, 2, padding=1), L.conv("c2", 4, 3, padding=2, dilation=2),
+                                          L.relu("r2"), L.flatten("f"), L.dense("d", 3)), (17, 17, 2))
+    params = reference.init(jax.random.key(0))
+
+    def net(p, x):
+        dn = ("NHWC", "HWIO", "NHWC")
+        h = lax.conv_general_dilated(x, p["c1"]["kernel"], (2, 2), ((2, 2), (2, 2)), dimension_numbers=dn)
+        h = lax.reduce_window(jnp.maximum(h, 0), -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+                              ((0, 0), (1, 1), (1, 1), (0, 0)))
+        h = lax.conv_general_dilated(h, p["c2"]["kernel"], (1, 1), ((2, 2), (2, 2)), rhs_dilation=(2, 2),
+                                     dimension_numbers=dn)
+        return jnp.maximum(h, 0).reshape(h.shape[0], -1) @ p["d"]["kernel"]
+
+    model = wrap(net, params, jnp.zeros((1, 17, 17, 2)))
+    assert model.names == ("c1", "relu1", "pool1", "c2", "relu2", "flatten1", "d")
+    fields = dict(zip(("c1", "r1", "p1", "c2", "r2"), (model.fields[n] for n in model.names[:5])))
+    assert fields == {n: reference.fields[n] for n in fields}
+    assert model.layer("c2")["dilation"] == (2, 2) and model.layer("pool1")["stride"] == (2, 2)
