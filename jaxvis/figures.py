@@ -70,7 +70,7 @@ def occlusion_fig7(model: Model, params: Params, x_NHWC, labels_N, maps: Occlusi
 
 def last_spatial_relu(model: Model) -> str:
     """The deepest rectified layer with spatial maps (the paper shows layer 5, the last conv)."""
-    return [name for name in model.fields if model.layer(name).kind == "relu"][-1]
+    return [name for name in model.fields if model.layer(name).rectifier][-1]
 
 
 def occlusion_demo(model: Model, params: Params, images_NHWC, labels_N, out_dir,

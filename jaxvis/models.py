@@ -1,18 +1,28 @@
-"""Architectures as data: layer tuples, the model zoo, and one generic Flax module.
+"""Architectures as data: layer tuples, the model zoo, and the forward pass over them.
 
-A network is an ordered tuple of :class:`Layer` descriptions. Shapes, receptive fields,
-weight import, the explicit deconvnet and incremental occlusion all read the same tuple,
-so a new architecture, ablation or dilation setting is a new tuple, not new code.
+A network is a tuple of layers, each an instance of its kind (:mod:`jaxvis.kinds`,
+built here by :func:`conv`, :func:`relu`, ...). A layer reads the layer before it unless
+its ``inputs`` name others, so residual networks are tuples too: the tuple lists each
+layer after its inputs. Shapes, receptive fields, weight import, the explicit deconvnet
+and incremental occlusion all read the same tuple and ask each layer's kind, so a new
+architecture, ablation or dilation setting is a new tuple, not new code.
 
 ``Model.apply(params, x, rule=...)`` is the only door into a network. It returns
-``(logits, trace)``: ``trace.activations`` maps every layer name to its output and
-``trace.switches`` maps every max-pool name to its switches (Zeiler & Fergus Sec. 2.1).
+``(logits, trace)``: ``trace.activations`` maps every layer name to its output,
+``trace.switches`` every max-pool name to its switches (Zeiler & Fergus Sec. 2.1), and
+``trace.state`` every batch-norm name to its updated running statistics (training only).
+
+Params are ``{layer: {leaf: array}}``. Flax derives each kernel's random key from the
+layer's name (``Model.init``), so that draws stay those of earlier versions, which
+built the network as a Flax module: shipped checkpoints and seeded results depend on
+them. Nothing else uses Flax: the forward pass is a loop over the kinds' ops.
 
 torchvision's AlexNet and VGG end their convolutional part with an adaptive average
 pool (to 6x6 and 7x7), so they take any input size with the same parameters; so do
 :func:`alexnet`, :func:`vgg16` and :func:`vgg19` here (``input_size=(h, w)`` or
 :meth:`Model.with_input_size`). ZFNet and the MNIST network, as published, have none:
-their first dense layer's size follows from the input size.
+their first dense layer's size follows from the input size. :func:`resnet18` and
+:func:`resnet50` end in a global average pool.
 """
 
 from __future__ import annotations
@@ -24,126 +34,74 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import _checks, layers as L, rules
+from jaxvis import _checks, kinds as K, layers as L, rules
+from jaxvis.kinds import INPUT, Layer, ReceptiveField
 
-KINDS = ("conv", "relu", "max_pool", "lrn", "adaptive_avg_pool", "flatten", "dense", "dropout")
-SPATIAL_KINDS = ("conv", "relu", "max_pool", "lrn")  # the sliding-window part: units have receptive fields
+KINDS = tuple(K.KINDS)
 CHANNEL_ORDERS = ("RGB", "BGR")
 Params = dict[str, Any]
+_pair, _padding = K.pair, K.padding
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
+def conv(name: str, features: int, kernel=3, stride=1, padding=0, dilation=1, groups: int = 1,
+         bias: bool = True, inputs=()) -> Layer:
+    return K.Conv(name, features=features, kernel=_pair(kernel), stride=_pair(stride), padding=_padding(padding),
+                  dilation=_pair(dilation), groups=groups, bias=bias, inputs=inputs)
 
 
-def _padding(p) -> L.Padding:
-    if isinstance(p, int):
-        return ((p, p), (p, p))
-    p = tuple(p)
-    if all(isinstance(v, int) for v in p):
-        return ((p[0], p[0]), (p[1], p[1]))
-    return tuple(tuple(v) for v in p)
-
-
-@dataclasses.dataclass(frozen=True)
-class Layer:
-    """One layer of a network: its kind, name and geometry.
-
-    ``features`` is the output width of conv and dense layers. ``lrn`` holds
-    ``(size, alpha, beta, k)`` of a local response normalization layer, ``output_size``
-    the ``(height, width)`` an adaptive average pool gives.
-    """
-
-    kind: str
-    name: str
-    features: int = 0
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: L.Padding = ((0, 0), (0, 0))
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    ceil_mode: bool = False
-    rate: float = 0.0
-    lrn: tuple[int, float, float, float] = (5, 1e-4, 0.75, 2.0)
-    output_size: tuple[int, int] = (1, 1)
-
-    def __post_init__(self):
-        _checks.annotated_fields(self)
-
-    @property
-    def has_params(self) -> bool:
-        return self.kind in ("conv", "dense")
-
-    @property
-    def effective_kernel(self) -> tuple[int, int]:
-        """Kernel extent once dilated: ``(k - 1) * d + 1`` (Yu & Koltun)."""
-        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation))
-
-
-def conv(name: str, features: int, kernel=3, stride=1, padding=0, dilation=1, groups: int = 1) -> Layer:
-    return Layer("conv", name, features=features, kernel=_pair(kernel), stride=_pair(stride),
-                 padding=_padding(padding), dilation=_pair(dilation), groups=groups)
-
-
-def relu(name: str) -> Layer:
-    return Layer("relu", name)
+def relu(name: str, inputs=()) -> Layer:
+    return K.ReLU(name, inputs=inputs)
 
 
 def max_pool(name: str, kernel=2, stride=None, padding=0, ceil_mode: bool = False) -> Layer:
-    return Layer("max_pool", name, kernel=_pair(kernel), stride=_pair(kernel if stride is None else stride),
-                 padding=_padding(padding), ceil_mode=ceil_mode)
+    return K.MaxPool(name, kernel=_pair(kernel), stride=_pair(kernel if stride is None else stride),
+                     padding=_padding(padding), ceil_mode=ceil_mode)
 
 
 def lrn(name: str, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> Layer:
-    return Layer("lrn", name, lrn=(size, alpha, beta, k))
+    return K.LRN(name, lrn=(size, alpha, beta, k))
 
 
 def adaptive_avg_pool(name: str = "avgpool", output_size=7) -> Layer:
     """PyTorch's ``AdaptiveAvgPool2d``: maps of any size averaged to ``output_size``
     (see :func:`jaxvis.layers.adaptive_avg_pool`). Not a sliding window: receptive
     fields stop before it."""
-    return Layer("adaptive_avg_pool", name, output_size=_pair(output_size))
+    return K.AdaptiveAvgPool(name, output_size=_pair(output_size))
+
+
+def global_avg_pool(name: str = "avgpool") -> Layer:
+    """The mean of each map, ``(H, W, C)`` to ``(C,)``: a ResNet's pool and flatten."""
+    return K.GlobalAvgPool(name)
 
 
 def flatten(name: str = "flatten") -> Layer:
-    return Layer("flatten", name)
+    return K.Flatten(name)
 
 
 def dense(name: str, features: int) -> Layer:
-    return Layer("dense", name, features=features)
+    return K.Dense(name, features=features)
 
 
 def dropout(name: str, rate: float = 0.5) -> Layer:
-    return Layer("dropout", name, rate=rate)
+    return K.Dropout(name, rate=rate)
+
+
+def batch_norm(name: str, eps: float = 1e-5, momentum: float = 0.1) -> Layer:
+    return K.BatchNorm(name, eps=eps, momentum=momentum)
+
+
+def add(name: str, *inputs: str) -> Layer:
+    """The sum of the named layers' outputs (a residual connection)."""
+    return K.Add(name, inputs=inputs)
 
 
 # ---------------------------------------------------------------------------------------
-# Geometry computed from the tuple
-
-
-@dataclasses.dataclass(frozen=True)
-class ReceptiveField:
-    """Where a layer's units look in the input, per axis (rows, columns).
-
-    Unit ``(i, j)`` sees input rows ``start[0] + i * jump[0]`` up to (excluding)
-    ``start[0] + i * jump[0] + size[0]``, likewise for columns. ``start`` can be
-    negative: the field then reaches into the padding.
-    """
-
-    size: tuple[int, int]
-    jump: tuple[int, int]
-    start: tuple[int, int]
-
-    def window(self, row, col):
-        """``(top, left, height, width)`` of unit ``(row, col)``'s field in the input."""
-        return (self.start[0] + row * self.jump[0], self.start[1] + col * self.jump[1],
-                self.size[0], self.size[1])
+# The graph and its geometry
 
 
 def _check_layers(layers: Sequence[Layer]) -> None:
@@ -155,144 +113,97 @@ def _check_layers(layers: Sequence[Layer]) -> None:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"layer names must be unique, got duplicates {dup}")
+    if INPUT in names:
+        raise ValueError(f"no layer may be called {INPUT!r}: that name stands for the network's input")
     for layer in layers:
-        _checks.choice(f"layer kind (layer {layer.name!r})", layer.kind, KINDS)
-        if layer.has_params and layer.features < 1:
-            raise ValueError(f"layer {layer.name!r} needs features >= 1, got {layer.features}")
-        for field in ("dilation", "stride", "kernel", "output_size"):
-            L.as_pair(f"layer {layer.name!r}: {field}", getattr(layer, field))
-        L.as_padding(f"layer {layer.name!r}: padding", layer.padding)
-        if layer.groups < 1:
-            raise ValueError(f"layer {layer.name!r}: groups must be >= 1, got {layer.groups}")
-        if layer.kind == "dropout" and not 0 <= layer.rate < 1:
-            raise ValueError(f"layer {layer.name!r}: dropout rate must be in [0, 1), got {layer.rate}")
+        layer.check()
+
+
+def sources(layers: Sequence[Layer]) -> dict[str, tuple[str, ...]]:
+    """Each layer's inputs: the names it gives, else the layer before it (``"input"``,
+    the network's input, for the first). Every name must be the network's input or a
+    layer listed before it; a cycle is named as such."""
+    position = {layer.name: i for i, layer in enumerate(layers)}
+    graph = {layer.name: layer.inputs or ((layers[i - 1].name,) if i else (INPUT,))
+             for i, layer in enumerate(layers)}
+    for i, layer in enumerate(layers):
+        for name in graph[layer.name]:
+            if name != INPUT and name not in position:
+                raise ValueError(f"layer {layer.name!r} takes input {name!r}, which is neither a layer of the "
+                                 f"network nor {INPUT!r} (its input)")
+            if name != INPUT and position[name] >= i:
+                cycle = _cycle(graph, layer.name)
+                if cycle:
+                    raise ValueError(f"the layers form a cycle: {' -> '.join(cycle)} (each layer's inputs must "
+                                     "come before it)")
+                raise ValueError(f"layer {layer.name!r} takes input {name!r}, which comes after it in the tuple; "
+                                 "list every layer after its inputs")
+    return graph
+
+
+def _cycle(graph: Mapping[str, tuple[str, ...]], start: str) -> list[str] | None:
+    """A path of inputs from ``start`` back to itself, or None."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        name, path = stack.pop()
+        for below in graph.get(name, ()):
+            if below == start:
+                return [start, *reversed(path[1:]), start]  # in the direction data flows
+            if below not in seen:
+                seen.add(below)
+                stack.append((below, path + [below]))
+    return None
 
 
 def layer_shapes(layers: Sequence[Layer], input_shape: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
     """Each layer's output shape (without the batch axis), checking that every layer fits."""
-    shape = tuple(input_shape)
-    shapes = {}
-    for layer in layers:
-        if layer.kind in ("conv", "max_pool"):
-            if len(shape) != 3:
-                raise ValueError(f"layer {layer.name!r} ({layer.kind}) needs spatial maps, "
-                                 f"but its input has shape {shape}; put it before the flatten")
-            hw = []
-            for a in range(2):
-                padded = shape[a] + sum(layer.padding[a])
-                k = layer.effective_kernel[a]
-                if k > padded:
-                    raise ValueError(
-                        f"layer {layer.name!r}: effective kernel {k} (kernel {layer.kernel[a]}, dilation "
-                        f"{layer.dilation[a]}) is larger than its padded input {padded} "
-                        f"(map {shape[a]} + padding {layer.padding[a]})")
-                if layer.kind == "conv":
-                    hw.append((padded - k) // layer.stride[a] + 1)
-                else:
-                    hw.append(L.pool_output_size(shape[a], k, layer.stride[a], layer.padding[a], layer.ceil_mode))
-            if layer.kind == "conv":
-                if shape[2] % layer.groups or layer.features % layer.groups:
-                    raise ValueError(f"layer {layer.name!r}: {shape[2]} input and {layer.features} output "
-                                     f"channels must both divide by groups={layer.groups}")
-                shape = (hw[0], hw[1], layer.features)
-            else:
-                shape = (hw[0], hw[1], shape[2])
-        elif layer.kind == "adaptive_avg_pool":
-            if len(shape) != 3:
-                raise ValueError(f"layer {layer.name!r} (adaptive_avg_pool) needs spatial maps, "
-                                 f"but its input has shape {shape}; put it before the flatten")
-            shape = (*layer.output_size, shape[2])
-        elif layer.kind == "flatten":
-            shape = (math.prod(shape),)
-        elif layer.kind == "dense":
-            if len(shape) != 1:
-                raise ValueError(f"dense layer {layer.name!r} needs a flat input, got shape {shape}; "
-                                 "put a flatten layer before it")
-            shape = (layer.features,)
-        shapes[layer.name] = shape
+    shapes = {INPUT: tuple(input_shape)}
+    for layer, inputs in zip(layers, sources(layers).values()):
+        shapes[layer.name] = layer.output_shape(*(shapes[n] for n in inputs))
+    del shapes[INPUT]
     return shapes
 
 
 def receptive_fields(layers: Sequence[Layer]) -> dict[str, ReceptiveField]:
-    """Receptive field of every layer of the sliding-window part (up to the first layer
-    that is not conv, relu, max_pool or lrn: an adaptive pool's bins depend on the input
-    size, a flatten's units see everything)."""
-    size, jump, start = (1, 1), (1, 1), (0, 0)
-    fields = {}
-    for layer in layers:
-        if layer.kind not in SPATIAL_KINDS:
-            break
-        if layer.kind in ("conv", "max_pool"):
-            k = layer.effective_kernel
-            size = tuple(size[a] + (k[a] - 1) * jump[a] for a in range(2))
-            start = tuple(start[a] - layer.padding[a][0] * jump[a] for a in range(2))
-            jump = tuple(jump[a] * layer.stride[a] for a in range(2))
-        fields[layer.name] = ReceptiveField(size, jump, start)
+    """Receptive field of every layer that has one: the sliding-window part, up to the
+    first layer whose units see a whole map (an adaptive pool's bins depend on the input
+    size, a flatten's units see everything). An addition's field is the union of its
+    inputs' fields, where their jumps agree."""
+    fields = {INPUT: ReceptiveField((1, 1), (1, 1), (0, 0))}
+    for layer, inputs in zip(layers, sources(layers).values()):
+        field = layer.field(*(fields.get(n) for n in inputs))
+        if field is not None:
+            fields[layer.name] = field
+    del fields[INPUT]
     return fields
 
 
 # ---------------------------------------------------------------------------------------
-# The generic Flax module
+# The forward pass
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["activations", "switches"], meta_fields=[])
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["activations", "switches", "state"],
+                   meta_fields=[])
 @dataclasses.dataclass(frozen=True)
 class Trace:
-    """What a forward pass saw: every layer's output and every max-pool's switches."""
+    """What a forward pass saw: every layer's output, every max-pool's switches, and in
+    training every batch-norm layer's updated running statistics ``{"mean", "var"}``."""
 
     activations: dict[str, jax.Array]
     switches: dict[str, jax.Array]
+    state: dict[str, dict[str, jax.Array]] = dataclasses.field(default_factory=dict)
 
 
-class _Weights(nn.Module):
-    """Declares one layer's kernel and bias; the arithmetic stays in :mod:`jaxvis.layers`."""
-
-    kernel_shape: tuple[int, ...]
+class _KernelKey(nn.Module):
+    """The key Flax hands the initializer of a parameter named ``kernel`` in a module
+    named after the layer: how jaxvis has always drawn its kernels."""
 
     @nn.compact
     def __call__(self):
-        init = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
-        kernel = self.param("kernel", init, self.kernel_shape)
-        bias = self.param("bias", nn.initializers.zeros, self.kernel_shape[-1:])
-        return kernel, bias
+        return self.param("kernel", lambda rng: rng)
 
 
-def _kernel_shape(layer: Layer, fan_in: int) -> tuple[int, ...]:
-    """The kernel of a conv (HWIO) or dense (in, out) layer whose input has ``fan_in`` channels."""
-    if layer.kind == "conv":
-        return (*layer.kernel, fan_in // layer.groups, layer.features)
-    return (fan_in, layer.features)
-
-
-class _Network(nn.Module):
-    layers: tuple[Layer, ...]
-
-    @nn.compact
-    def __call__(self, x, relu_fn: Callable, train: bool, until: str | None, rng):
-        activations, switches = {}, {}
-        for i, layer in enumerate(self.layers):
-            if layer.has_params:
-                kernel, bias = _Weights(_kernel_shape(layer, x.shape[-1]), name=layer.name)()
-            if layer.kind == "conv":
-                x = L.conv2d(x, kernel, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
-            elif layer.kind == "dense":
-                x = L.dense(x, kernel, bias)
-            elif layer.kind == "relu":
-                x = relu_fn(x)
-            elif layer.kind == "max_pool":
-                x, switches[layer.name] = L.max_pool(x, layer.kernel, layer.stride, layer.padding, layer.ceil_mode)
-            elif layer.kind == "lrn":
-                x = L.local_response_norm(x, *layer.lrn)
-            elif layer.kind == "adaptive_avg_pool":
-                x = L.adaptive_avg_pool(x, layer.output_size)
-            elif layer.kind == "flatten":
-                x = L.flatten(x)
-            elif layer.kind == "dropout":
-                x = L.dropout(x, layer.rate, None if rng is None else jax.random.fold_in(rng, i), train)
-            activations[layer.name] = x
-            if layer.name == until:
-                break
-        return x, Trace(activations, switches)
+_HE_NORMAL = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
 
 
 # ---------------------------------------------------------------------------------------
@@ -354,9 +265,15 @@ class Model:
         return layer_shapes(self.layers, self.input_shape)
 
     @functools.cached_property
+    def sources(self) -> dict[str, tuple[str, ...]]:
+        """The layers (or ``"input"``) each layer reads, in the tuple's order."""
+        return sources(self.layers)
+
+    @functools.cached_property
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Input shape of every layer (the previous layer's output), without the batch axis."""
-        return dict(zip(self.names, (self.input_shape, *(self.shapes[n] for n in self.names[:-1]))))
+        """Input shape of every layer (its first input's output), without the batch axis."""
+        shapes = {INPUT: self.input_shape, **self.shapes}
+        return {name: shapes[inputs[0]] for name, inputs in self.sources.items()}
 
     @functools.cached_property
     def fields(self) -> dict[str, ReceptiveField]:
@@ -398,11 +315,12 @@ class Model:
     # --- parameters ---------------------------------------------------------------------
     @functools.cached_property
     def param_shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        """``{layer: {"kernel": shape, "bias": shape}}`` of every conv and dense layer, in
-        the network's order: the tree :meth:`init` draws and :meth:`apply` takes."""
-        return {layer.name: {"kernel": _kernel_shape(layer, self.input_shapes[layer.name][-1]),
-                             "bias": (layer.features,)}
-                for layer in self.layers if layer.has_params}
+        """``{layer: {leaf: shape}}`` of every layer with params (conv and dense:
+        ``kernel`` and ``bias``; batch norm: ``scale``, ``bias`` and the running ``mean``
+        and ``var``), in the network's order: the tree :meth:`init` draws and
+        :meth:`apply` takes."""
+        groups = {layer.name: layer.param_shapes(self.input_shapes[layer.name]) for layer in self.layers}
+        return {name: group for name, group in groups.items() if group}
 
     def check_params(self, params) -> None:
         """Raise one ValueError listing every missing, unexpected, mis-shaped or
@@ -416,7 +334,8 @@ class Model:
             for leaf, shape in expected.items():
                 value = group.get(leaf) if isinstance(group, Mapping) else None
                 if value is None:
-                    problems.append(f"missing params[{layer!r}][{leaf!r}] (expected shape {shape})")
+                    problems.append(f"missing params[{layer!r}][{leaf!r}] (expected shape {shape})"
+                                    + self.layer(layer).param_note(leaf))
                     continue
                 given = tuple(np.shape(value))
                 dtype = value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
@@ -435,20 +354,20 @@ class Model:
                              f"problem{'s' if len(problems) > 1 else ''}:\n{lines}{hint}")
 
     def num_params(self, params: Params | None = None) -> int:
-        """Parameter count, from the given params or from the architecture alone."""
-        if params is not None:
-            return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
-        return sum(math.prod(shape) for group in self.param_shapes.values() for shape in group.values())
+        """Parameter count, from the given params or from the architecture alone. Batch
+        norm's running statistics are state, not parameters (as in PyTorch's count)."""
+        groups = self.param_shapes if params is None else jax.tree.map(np.shape, params)
+        return sum(math.prod(shape) for name, group in groups.items() for leaf, shape in group.items()
+                   if leaf not in self.layer(name).statistics)
 
     # --- edits: ablations and variants are new tuples ----------------------------------
     def edit(self, **changes: dict) -> Model:
         """A copy with layers' fields changed, all at once, then re-checked, e.g.
         ``edit(conv1=dict(kernel=11, stride=4), conv2=dict(stride=1))``; ints are
         accepted for pairs and paddings."""
-        fields = sorted({f.name for f in dataclasses.fields(Layer)} - {"kind", "name"})
         convert = {"kernel": _pair, "stride": _pair, "dilation": _pair, "padding": _padding}
         for name, fields_changed in changes.items():
-            self.check_layer(name)
+            fields = sorted({f.name for f in dataclasses.fields(self.layer(name))} - {"name", "inputs"})
             for key in fields_changed:
                 _checks.choice(f"field of layer {name!r}", key, fields)
         layers = tuple(dataclasses.replace(s, **{k: convert.get(k, lambda v: v)(v) for k, v in changes[s.name].items()})
@@ -504,46 +423,31 @@ class Model:
         return jnp.asarray(values, jnp.float32).reshape((1,) * (jnp.ndim(like) - 1) + (-1,))
 
     # --- parameters and forward pass ---------------------------------------------------
-    @functools.cached_property
-    def _module(self) -> _Network:
-        return _Network(self.layers)
-
     def init(self, key: jax.Array) -> Params:
-        """Random parameters: He-normal kernels, zero biases, as ``{layer: {kernel, bias}}``."""
+        """Random parameters: He-normal kernels, zero biases, batch norm as the identity
+        (scale 1, bias 0, running mean 0, variance 1), as ``{layer: {leaf: array}}``."""
         _checks.prng_key("key", key)
-        return flax.core.unfreeze(self._init(key))
+        return self._init(key)
 
     @functools.cached_property
     def _init(self) -> Callable:
-        """The jitted initializer, without tracing a forward pass.
+        """The jitted initializer.
 
-        Draws exactly what ``_module.init`` on a dummy batch draws (Flax's
-        ``variance_scaling(2.0, "fan_in", "truncated_normal")``, each kernel's key derived
-        from its path): the weights are declared from the shapes of the layer tuple, in the
-        network's order and under its names. With threefry keys in partitionable mode (JAX's
-        default), element ``i`` of a draw depends on ``i`` alone, so kernels of similar size
-        are drawn in one batched call, padded to the largest and cut: the threefry rounds,
-        which dominate the compile time, are compiled once per group, not once per kernel
-        (mnist_cnn: 0.7 s instead of 2.7 s). Other keys take Flax's path.
+        Draws what jaxvis has always drawn, the Flax network of earlier versions on a
+        dummy batch: Flax's ``variance_scaling(2.0, "fan_in", "truncated_normal")`` with
+        each kernel's key derived by Flax from its layer's name. With threefry keys in
+        partitionable mode (JAX's default), element ``i`` of a draw depends on ``i``
+        alone, so kernels of similar size are drawn in one batched call, padded to the
+        largest and cut: the threefry rounds, which dominate the compile time, are
+        compiled once per group, not once per kernel (mnist_cnn: 0.7 s instead of 2.7 s).
+        Other keys draw each kernel alone. Every other param is its kind's constant.
         """
-        shapes = {name: group["kernel"] for name, group in self.param_shapes.items()}
-
-        class _Declare(nn.Module):
-            @nn.compact
-            def __call__(self):
-                for name, shape in shapes.items():
-                    _Weights(shape, name=name)()
-
-        class _KernelKey(nn.Module):  # the key Flax hands ``_Weights``'s kernel initializer
-            @nn.compact
-            def __call__(self):
-                return self.param("kernel", lambda rng: rng)
+        shapes = {name: group["kernel"] for name, group in self.param_shapes.items() if "kernel" in group}
 
         class _Keys(nn.Module):
             @nn.compact
             def __call__(self):
-                for name in shapes:
-                    _KernelKey(name=name)()
+                return {name: _KernelKey(name=name)() for name in shapes}
 
         sizes = {name: math.prod(shape) for name, shape in shapes.items()}
         groups, group = [], []  # by size, largest first; padding at most doubles a group (or 4M numbers)
@@ -553,27 +457,37 @@ class Model:
                 groups.append(group)
                 group = []
             group.append(name)
-        groups.append(group)
+        groups += [group] if group else []
 
-        def batched(key):
-            keys = _Keys().init(key)["params"]
-            params = {}
+        def batched(keys):
+            kernels = {}
             for group in groups:
                 draws = jax.vmap(lambda k, n=sizes[group[0]]: jax.random.truncated_normal(k, -2, 2, (n,), jnp.float32))(
-                    jnp.stack([keys[name]["kernel"] for name in group]))
+                    jnp.stack([keys[name] for name in group]))
                 for i, name in enumerate(group):
                     shape = shapes[name]
                     variance = jnp.array(2.0 / math.prod(shape[:-1]), jnp.float32)
                     stddev = jnp.sqrt(variance) / jnp.array(.87962566103423978, jnp.float32)
-                    params[name] = {"kernel": draws[i, :sizes[name]].reshape(shape) * stddev,
-                                    "bias": jnp.zeros(shape[-1:], jnp.float32)}
-            return {name: params[name] for name in shapes}
+                    kernels[name] = draws[i, :sizes[name]].reshape(shape) * stddev
+            return kernels
 
-        by_flax, by_group = jax.jit(lambda key: _Declare().init(key)["params"]), jax.jit(batched)
+        def one_by_one(keys):
+            return {name: _HE_NORMAL(keys[name], shape, jnp.float32) for name, shape in shapes.items()}
+
+        def draw(kernels):
+            def init(key):
+                keys = _Keys().init_with_output(key)[0]
+                drawn = kernels(keys)
+                return {name: {leaf: drawn[name] if leaf == "kernel" else
+                               jnp.full(shape, self.layer(name).initial[leaf], jnp.float32)
+                               for leaf, shape in group.items()} for name, group in self.param_shapes.items()}
+            return jax.jit(init)
+
+        by_group, by_kernel = draw(batched), draw(one_by_one)
 
         def init(key):
             fast = jax.config.jax_threefry_partitionable and str(jax.random.key_impl(key)) == "threefry2x32"
-            return (by_group if fast else by_flax)(key)
+            return (by_group if fast else by_kernel)(key)
 
         return init
 
@@ -582,12 +496,13 @@ class Model:
         """Forward pass. Returns ``(logits, trace)``.
 
         Args:
-          params: ``{layer name: {"kernel", "bias"}}`` from :meth:`init` or an importer,
+          params: ``{layer name: {leaf: array}}`` from :meth:`init` or an importer,
             shaped as :attr:`param_shapes` (checked, also under jit).
           x: normalized images, NHWC, shape ``(N, *input_shape)``.
           rule: the ReLU backward rule, one of :data:`jaxvis.rules.RULES`. It changes
             only what ``jax.vjp``/``jax.grad`` compute, never the forward values.
-          train: dropout on (needs ``rng``).
+          train: dropout on (needs ``rng``), batch norm on the batch's statistics
+            (the updated running statistics are in ``trace.state``).
           until: stop after this layer; the first output is then that layer's output.
         """
         self.check_params(params)
@@ -597,7 +512,21 @@ class Model:
         relu_fn = rules.get(rule)
         if until is not None:
             self.check_layer(until)
-        return self._module.apply({"params": params}, x, relu_fn, train, until, rng)
+        return self.run(params, {INPUT: x}, K.Run(relu_fn, train, rng), until=until)
+
+    def run(self, params: Params, values: dict, run: K.Run, after: str | None = None, until: str | None = None):
+        """The layers after ``after`` (default: all) up to ``until`` (default: the last),
+        unchecked, given in ``values`` the outputs they read from before ``after``
+        (``{"input": x}`` for the whole network). Returns ``(output, trace)``."""
+        activations, start = {}, 0 if after is None else self.names.index(after) + 1
+        for i, layer in enumerate(self.layers[start:], start):
+            run.index = i
+            x = layer.forward(params.get(layer.name), tuple(activations[n] if n in activations else values[n]
+                                                             for n in self.sources[layer.name]), run)
+            activations[layer.name] = x
+            if layer.name == until:
+                break
+        return x, Trace(activations, run.switches, run.state)
 
 
 # ---------------------------------------------------------------------------------------
@@ -650,7 +579,7 @@ def mnist_cnn(dilation: int = 1, num_classes: int = 10, widths: tuple[int, int] 
     model = Model(f"mnist_cnn(dilation={d})" if d != 1 else "mnist_cnn", layers, input_shape, mean, std)
     for layer in layers:
         hw = model.input_shapes[layer.name][:2]
-        if layer.kind == "conv" and max(layer.effective_kernel) > min(hw):
+        if layer.convolution and max(layer.effective_kernel) > min(hw):
             raise ValueError(f"dilation {d} gives layer {layer.name!r} an effective kernel of "
                              f"{layer.effective_kernel[0]}, larger than its {hw[0]}x{hw[1]} input map: "
                              "most taps would read only padding")
@@ -709,12 +638,13 @@ def zfnet(num_classes: int = 1000, widths: tuple[int, int, int, int, int] = (96,
 
 
 def _vgg(name: str, blocks: Sequence[int], num_classes: int, input_size, channels: int, mean, std,
-         hidden: int) -> Model:
+         hidden: int, norm: bool = False) -> Model:
     layers: list[Layer] = []
     widths = (64, 128, 256, 512, 512)
     for b, (n, width) in enumerate(zip(blocks, widths), start=1):
         for i in range(1, n + 1):
-            layers += [conv(f"conv{b}_{i}", width, 3, padding=1), relu(f"relu{b}_{i}")]
+            layers += [conv(f"conv{b}_{i}", width, 3, padding=1), *([batch_norm(f"bn{b}_{i}")] if norm else []),
+                       relu(f"relu{b}_{i}")]
         layers.append(max_pool(f"pool{b}", 2))
     layers += [adaptive_avg_pool("avgpool", 7), flatten(), *_classifier(hidden, num_classes, dropout_first=False)]
     return Model(name, tuple(layers), **_input(name, input_size, channels, mean, std))
@@ -734,8 +664,74 @@ def vgg19(num_classes: int = 1000, input_size: int | tuple[int, int] = 224, chan
     return _vgg("vgg19", (2, 2, 4, 4, 4), num_classes, input_size, channels, mean, std, hidden)
 
 
+def vgg16_bn(num_classes: int = 1000, input_size: int | tuple[int, int] = 224, channels: int = 3, mean=None,
+             std=None, hidden: int = 4096) -> Model:
+    """:func:`vgg16` with batch norm after every convolution (torchvision's ``vgg16_bn``)."""
+    return _vgg("vgg16_bn", (2, 2, 3, 3, 3), num_classes, input_size, channels, mean, std, hidden, norm=True)
+
+
+def _block(prefix: str, source: str, width: int, stride: int, expansion: int, in_channels: int) -> list[Layer]:
+    """One residual block in torchvision's names: BasicBlock (``expansion`` 1: two 3x3
+    convolutions) or Bottleneck (4: 1x1, 3x3 with the stride, 1x1 to ``4 * width``), each
+    followed by batch norm; the shortcut is ``source`` itself, or a strided 1x1
+    convolution and batch norm (``downsample``) where the shape changes; then the sum and
+    a ReLU."""
+    p = prefix
+    if expansion == 1:
+        convs = [(width, 3, stride, 1), (width, 3, 1, 1)]
+    else:
+        convs = [(width, 1, 1, 0), (width, 3, stride, 1), (width * expansion, 1, 1, 0)]
+    layers: list[Layer] = []
+    for i, (features, kernel, s, pad) in enumerate(convs, start=1):
+        layers += [conv(f"{p}.conv{i}", features, kernel, stride=s, padding=pad, bias=False), batch_norm(f"{p}.bn{i}")]
+        if i < len(convs):
+            layers.append(relu(f"{p}.relu{i}"))
+    shortcut = source
+    if stride != 1 or in_channels != width * expansion:
+        layers += [conv(f"{p}.downsample.0", width * expansion, 1, stride=stride, bias=False, inputs=(source,)),
+                   batch_norm(f"{p}.downsample.1")]
+        shortcut = f"{p}.downsample.1"
+    return layers + [add(f"{p}.add", f"{p}.bn{len(convs)}", shortcut), relu(f"{p}.relu")]
+
+
+def _resnet(name: str, blocks: Sequence[int], expansion: int, num_classes: int, input_size, channels: int, mean,
+            std, width: int) -> Model:
+    """He et al.'s ResNet in torchvision's layout and names (``conv1``, ``bn1``, ``relu``,
+    ``maxpool``, ``layer1.0.conv1`` ... ``layer4``, ``avgpool``, ``fc``); the stride of
+    a Bottleneck sits on its 3x3 convolution (torchvision's "ResNet v1.5")."""
+    _checks.count("num_classes", num_classes)
+    _checks.count("width", width)
+    layers: list[Layer] = [conv("conv1", width, 7, stride=2, padding=3, bias=False), batch_norm("bn1"), relu("relu"),
+                           max_pool("maxpool", 3, 2, padding=1)]
+    source, in_channels = "maxpool", width
+    for stage, count in enumerate(blocks, start=1):
+        planes = width * 2 ** (stage - 1)
+        for b in range(count):
+            layers += _block(f"layer{stage}.{b}", source, planes, 2 if stage > 1 and b == 0 else 1, expansion,
+                             in_channels)
+            source, in_channels = f"layer{stage}.{b}.relu", planes * expansion
+    layers += [global_avg_pool("avgpool"), dense("fc", num_classes)]
+    return Model(name, tuple(layers), **_input(name, input_size, channels, mean, std))
+
+
+def resnet18(num_classes: int = 1000, input_size: int | tuple[int, int] = 224, channels: int = 3, mean=None,
+             std=None, width: int = 64) -> Model:
+    """torchvision's ResNet-18: BasicBlocks (2, 2, 2, 2), 11,689,512 parameters at 1000
+    classes. ``width`` is the first stage's (64; the stages double it): smaller values
+    give small networks of the same shape. Any input size (a global average pool)."""
+    return _resnet("resnet18", (2, 2, 2, 2), 1, num_classes, input_size, channels, mean, std, width)
+
+
+def resnet50(num_classes: int = 1000, input_size: int | tuple[int, int] = 224, channels: int = 3, mean=None,
+             std=None, width: int = 64) -> Model:
+    """torchvision's ResNet-50: Bottlenecks (3, 4, 6, 3), 25,557,032 parameters at 1000
+    classes; ``width`` as in :func:`resnet18`."""
+    return _resnet("resnet50", (3, 4, 6, 3), 4, num_classes, input_size, channels, mean, std, width)
+
+
 ZOO: dict[str, Callable[..., Model]] = {
     "mnist_cnn": mnist_cnn, "alexnet": alexnet, "zfnet": zfnet, "vgg16": vgg16, "vgg19": vgg19,
+    "vgg16_bn": vgg16_bn, "resnet18": resnet18, "resnet50": resnet50,
 }
 
 

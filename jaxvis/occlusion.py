@@ -36,7 +36,9 @@ Methods:
   layer: :func:`propagate` grows it by each layer's kernel, stride, padding and
   dilation, the input window it needs is read from the canvas with the changed region
   pasted in, and windows have a fixed size per layer (clamped at the borders) so that
-  positions vmap. Layers after the last spatial map (dense) run on the full map. Exact:
+  positions vmap. In a residual network an addition recomputes the union of its
+  inputs' windows, each pasted into that input's unoccluded map. Layers after the last
+  spatial map (dense) run on the full map. Exact:
   equal to ``"full"`` to float rounding, in float32 (``precision="highest"``, the
   default; a GPU's TF32 products would leave differences near 1e-3). On CPU, the windows
   of 3x3 convolutions with 512 input channels run by Winograd's F(2x2, 3x3)
@@ -65,7 +67,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxvis import _checks, layers as L
+from jaxvis import _checks, kinds as K, layers as L
 from jaxvis.models import Layer, Model, Params
 from jaxvis.project import strongest_map
 
@@ -134,15 +136,17 @@ def _tau(tau, optional: bool = False) -> None:
 
 
 def propagate(layer: Layer, out_hw: tuple[int, int], start, size: tuple[int, int], tau: float | None = None):
-    """Where a changed region of a layer's input lands in its output (Krypton's patch propagation).
+    """Where a changed region of a layer's input lands in its output (Krypton's patch
+    propagation), as the layer's kind says (:meth:`jaxvis.kinds.Layer.reach`).
 
-    Per axis, with effective kernel ``K`` (dilation included), stride ``S`` and leading
-    padding ``P``, an input region starting at ``x`` of width ``w`` changes the outputs
-    from ``ceil((P + x - K + 1) / S)``, at most ``min(ceil((w + K - 1) / S), W_out)`` of
-    them whatever the alignment: that bound is the window's fixed width. The start is
-    clamped so the window stays inside the map (it then still covers every changed
-    output). ``tau`` caps the width at ``round(tau * W_out)`` (halves up), keeping the centre.
-    Layers that act on each position alone (relu, lrn, dropout) keep the region.
+    For a sliding window (conv, max pool), per axis, with effective kernel ``K``
+    (dilation included), stride ``S`` and leading padding ``P``, an input region starting
+    at ``x`` of width ``w`` changes the outputs from ``ceil((P + x - K + 1) / S)``, at
+    most ``min(ceil((w + K - 1) / S), W_out)`` of them whatever the alignment: that bound
+    is the window's fixed width. The start is clamped so the window stays inside the map
+    (it then still covers every changed output). ``tau`` caps the width at
+    ``round(tau * W_out)`` (halves up), keeping the centre. Layers that act on each
+    position alone (relu, lrn, dropout, batch norm) keep the region.
 
     Args:
       layer: the layer.
@@ -157,17 +161,7 @@ def propagate(layer: Layer, out_hw: tuple[int, int], start, size: tuple[int, int
     for value in size:
         _checks.count("size", value)
     _tau(tau, optional=True)
-    if layer.kind not in ("conv", "max_pool"):
-        return tuple(start), tuple(size)
-    starts, sizes = [], []
-    for a in range(2):
-        k, s, p = layer.effective_kernel[a], layer.stride[a], layer.padding[a][0]
-        exact = min(-(-(size[a] + k - 1) // s), out_hw[a])
-        width = exact if tau is None else min(exact, max(1, math.floor(tau * out_hw[a] + 0.5)))
-        first = -((k - 1 - p - start[a]) // s) + (exact - width) // 2
-        starts.append(jnp.clip(first, 0, out_hw[a] - width))
-        sizes.append(width)
-    return tuple(starts), tuple(sizes)
+    return layer.reach(out_hw, start, size, tau)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +172,8 @@ class _Step:
     come from the layer's *canvas*: its unoccluded input padded by the layer's padding
     and by ``slack``, the most the incoming window can reach out of the read window
     (before, after) over every possible position, so that pasting the incoming window
-    into the read window never needs clamping.
+    into the read window never needs clamping. A layer with several inputs (an addition)
+    computes the union of their windows, each pasted into its input's unoccluded map.
     """
 
     layer: Layer
@@ -188,10 +183,11 @@ class _Step:
     slack: tuple[tuple[int, int], tuple[int, int]]
     tau: float | None
     winograd: bool = False
+    inputs: tuple[str, ...] = ()
 
     @property
     def windowed(self) -> bool:
-        return self.layer.kind in ("conv", "max_pool")
+        return self.layer.windowed
 
     @property
     def read(self) -> tuple[int, int]:
@@ -200,8 +196,8 @@ class _Step:
 
     @property
     def extra(self) -> int:
-        """Columns read beyond the window for a direct conv layer (see :func:`_window_layer`)."""
-        return 1 if self.layer.kind == "conv" and not self.winograd else 0
+        """Columns read beyond the window (a direct conv layer's: see :meth:`jaxvis.kinds.Conv.window`)."""
+        return 0 if self.winograd else self.layer.window_extra
 
     def canvas_padding(self, in_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
         pads = []
@@ -213,10 +209,9 @@ class _Step:
 
 
 def _spatial_layers(model: Model) -> tuple[Layer, ...]:
-    """The layers up to the last one with spatial maps and before any adaptive pool (not a
-    sliding window); the rest run on the full map."""
-    count = next(i for i, layer in enumerate(model.layers)
-                 if len(model.shapes[layer.name]) != 3 or layer.kind == "adaptive_avg_pool")
+    """The layers before the first without a receptive field (an adaptive pool, a
+    flatten): the sliding-window part. The rest run on the full map."""
+    count = next(i for i, layer in enumerate(model.layers) if layer.name not in model.fields)
     return model.layers[:count]
 
 
@@ -231,36 +226,46 @@ _WINOGRAD_CHANNELS = 512
 
 
 def _winograd(layer: Layer, channels: int) -> bool:
-    return (jax.default_backend() == "cpu" and layer.kind == "conv" and layer.kernel == (3, 3)
-            and layer.stride == (1, 1) and layer.dilation == (1, 1) and layer.groups == 1
+    return (jax.default_backend() == "cpu" and layer.convolution and layer.fits_winograd()
             and channels >= _WINOGRAD_CHANNELS)
 
 
 @functools.lru_cache(maxsize=64)
 def _plan(model: Model, patch: tuple[int, int], tau: float | None) -> tuple[_Step, ...]:
-    """The windows of an incremental pass. Every possible start of the incoming window is
-    followed through the layers to find how far it can reach out of the read window
-    (the slack: none for exact windows, some where ``tau`` cuts them)."""
-    steps, size, channels = [], tuple(patch), model.input_shape[-1]
-    starts = tuple(np.arange(model.input_shape[a] - patch[a] + 1) for a in range(2))
+    """The windows of an incremental pass. Every possible start of the occluder is
+    followed through the layers, each from its inputs' windows, to find how far the
+    incoming window can reach out of the read window (the slack: none for exact
+    windows, some where ``tau`` cuts them) and how wide the union of several inputs'
+    windows gets (its fixed size)."""
+    steps = []
+    regions = {K.INPUT: (tuple(np.arange(model.input_shape[a] - patch[a] + 1) for a in range(2)), tuple(patch))}
     for layer in _spatial_layers(model):
-        out_hw = model.shapes[layer.name][:2]
-        moved, new = propagate(layer, out_hw, starts, size, tau)
-        moved = tuple(np.asarray(m) for m in moved)
+        out_hw, inputs = model.shapes[layer.name][:2], model.sources[layer.name]
+        starts, size = regions[inputs[0]]
         slack = ((0, 0), (0, 0))
-        if layer.kind in ("conv", "max_pool"):
+        if len(inputs) > 1:  # the union of the windows, clamped inside the map as a whole
+            first = [np.minimum.reduce([regions[n][0][a] for n in inputs]) for a in range(2)]
+            last = [np.maximum.reduce([regions[n][0][a] + regions[n][1][a] for n in inputs]) for a in range(2)]
+            new = tuple(min(int((last[a] - first[a]).max()), out_hw[a]) for a in range(2))
+            moved = tuple(np.clip(first[a], 0, out_hw[a] - new[a]) for a in range(2))
+        else:
+            moved, new = propagate(layer, out_hw, starts, size, tau)
+            moved = tuple(np.asarray(m) for m in moved)
+        if layer.windowed:
             first = [moved[a] * layer.stride[a] - layer.padding[a][0] for a in range(2)]
             last = [first[a] + (new[a] - 1) * layer.stride[a] + layer.effective_kernel[a] for a in range(2)]
             slack = tuple((max(int((first[a] - starts[a]).max()), 0),
                            max(int((starts[a] + size[a] - last[a]).max()), 0)) for a in range(2))
-        steps.append(_Step(layer, out_hw, size, new, slack, tau, _winograd(layer, channels)))
-        size, starts, channels = new, tuple(np.unique(m) for m in moved), model.shapes[layer.name][-1]
+        steps.append(_Step(layer, out_hw, size, new, slack, tau,
+                           _winograd(layer, model.input_shapes[layer.name][-1]), inputs))
+        regions[layer.name] = (moved, new)
     return tuple(steps)
 
 
 def _inputs(model: Model, x, activations: dict) -> list:
-    """The input of each layer, given the network input and every layer's output."""
-    return [x] + [activations[layer.name] for layer in model.layers[:-1]]
+    """The (first) input of each layer, given the network input and every layer's output."""
+    outputs = {K.INPUT: x, **activations}
+    return [outputs[inputs[0]] for inputs in model.sources.values()]
 
 
 # ---------------------------------------------------------------------------------------
@@ -305,11 +310,12 @@ def _prepare(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, s
     for step in steps:
         if step.windowed:
             below = inputs[step.layer.name]
-            value = -jnp.inf if step.layer.kind == "max_pool" else 0.0
             pads = step.canvas_padding(below.shape[1:3])
-            canvases[step.layer.name] = lax.pad(below, jnp.array(value, below.dtype),
+            canvases[step.layer.name] = lax.pad(below, jnp.array(step.layer.pad_value, below.dtype),
                                                 ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
-    kept = {"canvas": canvases, "last": activations[steps[-1].layer.name]}
+    merged = {name for step in steps if len(step.inputs) > 1 for name in step.inputs}
+    kept = {"canvas": canvases, "last": activations[steps[-1].layer.name],
+            "whole": {name: activations[name] for name in merged}}
     if layer is not None:
         kept["map"] = jnp.take_along_axis(activations[layer], channel[:, None, None, None], axis=-1)[..., 0]
     return readout, channel, kept
@@ -334,31 +340,16 @@ def _window_layer(step: _Step, params: Params, canvas_HWC, window_hwC, at, new_a
     buffer = lax.dynamic_update_slice(buffer, window_hwC, (offset[0], offset[1], 0))
     region = buffer[None, slack[0][0]:slack[0][0] + read[0], slack[1][0]:slack[1][0] + read[1] + extra]
     if step.winograd:
-        bias = params[layer.name]["bias"].reshape(1, 1, -1)
-        return L.winograd_conv(region, params[layer.name]["winograd"])[0] + bias
-    if layer.kind == "conv":
-        # The extra column read and cut again by padding -1 leaves the arithmetic of an
-        # unpadded convolution, but XLA:CPU runs padded convolutions about twice as fast
-        # as unpadded ones on windows this small.
-        return L.conv2d(region, params[layer.name]["kernel"], params[layer.name]["bias"], layer.stride,
-                        ((0, 0), (0, -extra)), layer.dilation, layer.groups)[0]
-    # Only the values: layers.max_pool's switches would cost an argmax per window.
-    return lax.reduce_window(region, -jnp.inf, lax.max, (1, *layer.kernel, 1), (1, *layer.stride, 1), "VALID")[0]
+        y = L.winograd_conv(region, params[layer.name]["winograd"])[0]
+        bias = params[layer.name].get("bias")
+        return y if bias is None else y + bias.reshape(1, 1, -1)
+    return layer.window(params.get(layer.name), region, extra)
 
 
-def _tail(model: Model, params: Params, start: int, x):
-    """The layers from ``start`` on (adaptive pool, flatten, dense, relu, dropout), on full maps."""
-    for layer in model.layers[start:]:
-        if layer.kind == "adaptive_avg_pool":
-            x = L.adaptive_avg_pool(x, layer.output_size)
-        elif layer.kind == "flatten":
-            x = L.flatten(x)
-        elif layer.kind == "dense":
-            x = L.dense(x, params[layer.name]["kernel"], params[layer.name]["bias"])
-        elif layer.kind == "relu":
-            x = L.relu(x)
-        # dropout is the identity at analysis time
-    return x
+def _tail(model: Model, params: Params, last: str, x):
+    """The layers after ``last``, the last spatial one (adaptive pool, flatten, dense,
+    relu, dropout), on full maps."""
+    return model.run(params, {last: x}, K.Run(L.relu), after=last)[0]
 
 
 def _incremental_position(steps: tuple[_Step, ...], layer: str | None, params: Params, kept, image_HWC, fill_HWC,
@@ -371,16 +362,24 @@ def _incremental_position(steps: tuple[_Step, ...], layer: str | None, params: P
     window = _occlude(lax.dynamic_slice(image_HWC, (at[0], at[1], 0), (*patch, c)),
                       lax.dynamic_slice(fill_HWC, (at[0], at[1], 0), (*patch, c)),
                       (start[0] - at[0], start[1] - at[1]), patch)
-    feature = None
+    feature, windows = None, {K.INPUT: (at, window)}  # each layer's changed window and where it starts
     for step in steps:
-        if step.windowed:
+        if len(step.inputs) > 1:
+            at = tuple(jnp.clip(functools.reduce(jnp.minimum, [windows[n][0][a] for n in step.inputs]), 0,
+                                step.out_hw[a] - step.size[a]) for a in range(2))
+            parts = tuple(lax.dynamic_update_slice(
+                lax.dynamic_slice(kept["whole"][n], (*at, 0), (*step.size, kept["whole"][n].shape[-1])),
+                windows[n][1], (windows[n][0][0] - at[0], windows[n][0][1] - at[1], 0))[None] for n in step.inputs)
+            window = step.layer.forward(params.get(step.layer.name), parts, K.Run(L.relu))[0]
+        elif step.windowed:
+            at, window = windows[step.inputs[0]]
             new_at, _ = propagate(step.layer, step.out_hw, at, step.prev, step.tau)
             window = _window_layer(step, params, kept["canvas"][step.layer.name], window, at, new_at)
             at = new_at
-        elif step.layer.kind == "relu":
-            window = L.relu(window)
-        elif step.layer.kind == "lrn":
-            window = L.local_response_norm(window[None], *step.layer.lrn)[0]
+        else:  # a pointwise layer: relu, lrn, dropout, batch norm
+            at, window = windows[step.inputs[0]]
+            window = step.layer.forward(params.get(step.layer.name), (window[None],), K.Run(L.relu))[0]
+        windows[step.layer.name] = (at, window)
         if step.layer.name == layer:
             before = lax.dynamic_slice(kept["map"], at, step.size)
             feature = kept["map"].sum() - before.sum() + jnp.take(window, channel, axis=-1).sum()
@@ -407,14 +406,14 @@ def _positions(model: Model, steps: tuple[_Step, ...] | None, layer: str | None,
                                                    "winograd": L.winograd_kernel(params[s.layer.name]["kernel"])}
                                     for s in steps if s.winograd}}
         spatial = functools.partial(_incremental_position, steps, layer, transformed)
-    split = len(_spatial_layers(model))
+    last = _spatial_layers(model)[-1].name
 
     def block(kept, images_GHWC, labels_G, channel_G, starts_GB2):
         def image(args):
             kept_one, image_HWC, label, channel, starts_B2 = args
             maps, feature = lax.map(lambda start: spatial(kept_one, image_HWC, fill_HWC, channel, start),
                                     starts_B2, batch_size=batch)
-            return (*_readout(_tail(model, params, split, maps), label, score), feature)
+            return (*_readout(_tail(model, params, last, maps), label, score), feature)
 
         return lax.map(image, (kept, images_GHWC, labels_G, channel_G, starts_GB2), batch_size=stack)
 
@@ -519,9 +518,9 @@ def _packing(layer: Layer, in_channels: int, outputs: int) -> tuple[int, int]:
     ``K = kh kw C_in / groups``. Measured on 1 and 2 threads: up to 0.99 of this for
     unpadded convolutions, 0.1-0.3 for padded ones. Other backends count their
     convolutions' scratch among XLA's buffers, and dense layers pack cache-sized blocks."""
-    if layer.kind != "conv" or jax.default_backend() != "cpu":
+    k = layer.conv_depth(in_channels)
+    if not k or jax.default_backend() != "cpu":
         return 0, 0
-    k = layer.kernel[0] * layer.kernel[1] * in_channels // layer.groups
     return 2 * outputs * k, 2 * layer.features * k
 
 
@@ -541,8 +540,8 @@ def _memory(model: Model, steps: tuple[_Step, ...] | None, layer: str | None) ->
     # a layer's input and output; and the readouts, 64-byte aligned buffers of 4 bytes each
     widest = max(a + b for a, b in zip(sizes, sizes[1:])) + 4 * 64 // _BYTES
     per_call = sizes[split] + max(a + b for a, b in zip(sizes[split:], sizes[split + 1:]))
-    packs = [_packing(step, below[-1], _floats(model.shapes[step.name][:2]))
-             for step, below in zip(model.layers, shapes)]
+    packs = [_packing(layer, model.input_shapes[layer.name][-1], _floats(model.shapes[layer.name][:2]))
+             for layer in model.layers]
     image_pack = max(a + b for a, b in packs)  # a whole image's convolutions
     if steps is None:
         spatial = max(a + b for a, b in zip(sizes[:split], sizes[1:split + 1]))
@@ -552,9 +551,12 @@ def _memory(model: Model, steps: tuple[_Step, ...] | None, layer: str | None) ->
     kept, window, fixed, transform, per_pack, call_pack = sizes[split], 0, 0, 0, 0, 0
     if layer is not None:
         kept += _floats(model.shapes[layer][:2])
-    for step, below in zip(steps, shapes):
-        channels = model.shapes[step.layer.name][-1]
+    for step in steps:
+        below, channels = model.input_shapes[step.layer.name], model.shapes[step.layer.name][-1]
         held = _floats(step.size) * channels
+        if len(step.inputs) > 1:  # the inputs' whole maps are kept; their windows pasted in, one each
+            kept += sum(_floats(model.shapes[n]) for n in step.inputs)
+            held += len(step.inputs) * _floats(step.size) * channels
         if step.windowed:
             read, pads = step.read, step.canvas_padding(below[:2])
             held += 2 * (read[0] + sum(step.slack[0])) * (read[1] + sum(step.slack[1]) + step.extra) * below[2]

@@ -10,9 +10,10 @@ filters, layer by layer, to the input. Two paths compute this:
   with the ``deconvnet`` rule the VJP *is* the deconvnet.
 - :func:`project_explicit`, the paper's procedure written out layer by layer with
   :func:`~jaxvis.layers.unpool`, :func:`~jaxvis.layers.unrelu` and
-  :func:`~jaxvis.layers.deconv`: the readable reference and the test oracle. The paper
-  does not say what contrast normalization does on the way down; here it applies the
-  normalization layer's vector-Jacobian product at the forward input.
+  :func:`~jaxvis.layers.deconv`, each kind's step down (:mod:`jaxvis.kinds`): the
+  readable reference and the test oracle. The paper does not say what contrast
+  normalization does on the way down; here it applies the normalization layer's
+  vector-Jacobian product at the forward input.
 
 What to project is a :class:`Select`: one unit, the strongest unit of a map (the
 paper's choice), or a whole map. Selections are pytrees of integer arrays.
@@ -35,7 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import _checks, layers as L, rules
+from jaxvis import _checks, rules
+from jaxvis.kinds import INPUT
 from jaxvis.models import Model, Params
 
 Mode = Literal["unit", "strongest", "map"]
@@ -238,40 +240,25 @@ def _project(model: Model, params: Params, x_HWC, layer: str, select: Select, ru
 def project_explicit(model: Model, params: Params, x_HWC, layer: str, select: Select) -> jax.Array:
     """The deconvnet written out: unpool(switches) -> unrelu -> deconv, layer by layer.
 
-    Equal to ``project(..., rule="deconvnet")`` to float tolerance; kept as the
-    paper's readable procedure and as the oracle that tests :func:`project` against.
+    Each layer's kind passes the signal down (:meth:`jaxvis.kinds.Layer.invert`). At an
+    addition the signal goes down every branch whole; where branches leave one layer
+    (a residual block's input feeds its convolutions and its shortcut), the signals
+    they bring back add up. Both are what the vector-Jacobian product does, so this is
+    equal to ``project(..., rule="deconvnet")`` to float tolerance; kept as the paper's
+    readable procedure and as the oracle that tests :func:`project` against.
     """
     _single_image(model, x_HWC)
     check_select(model, layer, select)
     x = x_HWC[None]
     _, trace = model.apply(params, x, until=layer)
-    inputs = {}  # each layer's input, needed for shapes and for the normalization's VJP
-    previous = x
-    for spec in model.layers:
-        inputs[spec.name] = previous
-        previous = trace.activations[spec.name]
-        if spec.name == layer:
-            break
+    outputs = {INPUT: x, **trace.activations}
     act = trace.activations[layer][0]
-    signal = (act * select.mask(act))[None]
+    signals = {layer: (act * select.mask(act))[None]}
     for spec in reversed(model.layers[:model.names.index(layer) + 1]):
-        below = inputs[spec.name]
-        if spec.kind == "relu":
-            signal = L.unrelu(signal)
-        elif spec.kind == "max_pool":
-            signal = L.unpool(signal, trace.switches[spec.name], below.shape[1:3], spec.kernel, spec.stride,
-                              spec.padding, spec.ceil_mode)
-        elif spec.kind == "conv":
-            signal = L.deconv(signal, params[spec.name]["kernel"], below.shape[1:3], spec.stride, spec.padding,
-                              spec.dilation, spec.groups)
-        elif spec.kind == "dense":
-            signal = signal @ params[spec.name]["kernel"].T
-        elif spec.kind == "flatten":
-            signal = signal.reshape(below.shape)
-        elif spec.kind == "adaptive_avg_pool":
-            signal = L.adaptive_avg_unpool(signal, below.shape[1:3])
-        elif spec.kind == "lrn":
-            _, norm_vjp = jax.vjp(lambda v, s=spec: L.local_response_norm(v, *s.lrn), below)
-            (signal,) = norm_vjp(signal)
-        # dropout is the identity at analysis time
-    return jnp.where(select.valid(act.shape), signal[0], jnp.nan)  # as project: traced indices go unchecked
+        if spec.name not in signals:
+            continue  # no path from this layer up to the selected one
+        inputs = model.sources[spec.name]
+        down = spec.invert(params.get(spec.name), signals.pop(spec.name), tuple(outputs[n] for n in inputs), trace)
+        for name, signal in zip(inputs, down):
+            signals[name] = signals[name] + signal if name in signals else signal
+    return jnp.where(select.valid(act.shape), signals[INPUT][0], jnp.nan)  # as project: traced indices go unchecked

@@ -135,15 +135,17 @@ def renormalize_filters(params: models.Params, radius: float) -> models.Params:
 
 def _make_update(model: models.Model, tx: optax.GradientTransformation, radius: float | None):
     def loss_fn(params, images_NHWC, labels_N, key):
-        logits_NK, _ = model.apply(params, model.normalize(images_NHWC), train=True, rng=key)
-        return optax.softmax_cross_entropy_with_integer_labels(logits_NK, labels_N).mean(), logits_NK
+        logits_NK, trace = model.apply(params, model.normalize(images_NHWC), train=True, rng=key)
+        return optax.softmax_cross_entropy_with_integer_labels(logits_NK, labels_N).mean(), (logits_NK, trace.state)
 
     def update(state, images_NHWC, labels_N, key):
         key = jax.random.fold_in(key, state["step"])
-        (loss, logits_NK), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        (loss, (logits_NK, statistics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state["params"], images_NHWC, labels_N, key)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
+        # batch norm's running statistics get no gradient: the pass's running averages replace them
+        params = {**params, **{name: {**params[name], **stats} for name, stats in statistics.items()}}
         if radius is not None:
             params = renormalize_filters(params, radius)
         finite = jnp.isfinite(loss)

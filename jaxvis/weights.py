@@ -1,13 +1,18 @@
 """Pretrained weights in and out: torchvision state dicts and Keras VGG files to jaxvis params.
 
-jaxvis layer tuples mirror torchvision's ``nn.Sequential`` layout, so the torchvision key
-of every parameter is *derived* from the tuple: a layer before the ``flatten`` layer is
-``features.<its position in the tuple>``, a layer after it ``classifier.<its position
-after the flatten>``; an adaptive average pool just before the flatten is torchvision's
-``avgpool`` (it has no parameters); no per-model key tables exist. Conversions: a conv
-weight goes from PyTorch's OIHW to HWIO, a linear weight from ``(out, in)`` to
-``(in, out)``, and the first dense layer after the flatten has its input rows reordered
-from PyTorch's ``(C, H, W)`` flatten order to jaxvis's ``(H, W, C)``. :func:`load` reads
+jaxvis layer tuples mirror torchvision's layouts, so the torchvision key of every
+parameter is *derived* from the tuple: in a chain (AlexNet, VGG), a layer before the
+``flatten`` layer is ``features.<its position in the tuple>``, a layer after it
+``classifier.<its position after the flatten>``, and an adaptive average pool just
+before the flatten is torchvision's ``avgpool`` (it has no parameters); in a graph (a
+ResNet) a layer's name is its module path (``layer1.0.conv1``); no per-model key tables
+exist. Each layer's kind names and converts its tensors
+(:meth:`jaxvis.kinds.Layer.torch_tensors`): a conv weight goes from PyTorch's OIHW to
+HWIO, a linear weight from ``(out, in)`` to ``(in, out)``, and the first dense layer
+after the flatten has its input rows reordered from PyTorch's ``(C, H, W)`` flatten order
+to jaxvis's ``(H, W, C)``; batch norm's ``weight``, ``bias``, ``running_mean`` and
+``running_var`` are ``scale``, ``bias``, ``mean`` and ``var``, and its
+``num_batches_tracked`` is ignored on import. :func:`load` reads
 ``.pth``/``.pt`` (through PyTorch, only when installed), ``.safetensors`` and ``.npz``
 files with torchvision key names, and the Keras-2 VGG16/VGG19 ``.h5`` files
 (``vgg16_weights_tf_dim_ordering_tf_kernels.h5``), whose kernels are already HWIO and
@@ -33,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis import _checks
+from jaxvis.kinds import INPUT
 from jaxvis.models import Model, Params
 
 TORCH_SUFFIXES = (".pth", ".pt")
@@ -65,45 +71,45 @@ def _check_model(model) -> None:
                          f"got {type(model).__name__}")
 
 
+def _split(model: Model) -> int:
+    """Where a chain's ``features`` end: the first layer with a flat output (its flatten)."""
+    return next((i for i, name in enumerate(model.names) if len(model.shapes[name]) == 1), len(model.layers))
+
+
+def _graph(model: Model) -> bool:
+    """Whether a layer reads other than the layer before it (a residual network)."""
+    return any(layer.inputs for layer in model.layers)
+
+
+def _prefixes(model: Model) -> dict[str, str]:
+    """Each layer's torchvision module path. A graph's layers are named by their paths
+    (``layer1.0.conv1``); a chain is an ``nn.Sequential`` pair, ``features.<i>`` before
+    its flatten and ``classifier.<j>`` after."""
+    if _graph(model):
+        return {name: name for name in model.names}
+    flat = _split(model)
+    return {name: f"features.{i}" if i < flat else f"classifier.{i - flat - 1}" for i, name in enumerate(model.names)}
+
+
 def _torchvision_entries(model: Model) -> list[_Entry]:
-    """The torchvision name, shape and conversion of every parameter, from the layer tuple."""
-    kinds = [layer.kind for layer in model.layers]
-    flat = kinds.index("flatten") if "flatten" in kinds else len(kinds)
-    shapes, params = model.shapes, model.param_shapes
-    entries: list[_Entry] = []
-    permute_next_dense = None
-    for i, layer in enumerate(model.layers):
-        if i == flat:
-            before = shapes[model.layers[i - 1].name] if i > 0 else tuple(model.input_shape)
-            permute_next_dense = before if len(before) == 3 else None
-            continue
-        if not layer.has_params:
-            continue
-        prefix = f"features.{i}" if i < flat else f"classifier.{i - flat - 1}"
-        kshape, bshape = params[layer.name]["kernel"], params[layer.name]["bias"]
-        if layer.kind == "conv":
-            kh, kw, cin, cout = kshape
-            entries.append(_Entry(layer.name, "kernel", f"{prefix}.weight", kshape, (cout, cin, kh, kw),
-                                  lambda w: w.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1)))
-        else:
-            fin, fout = kshape
-            if permute_next_dense is not None:
-                h, w, c = permute_next_dense
-
-                def to_jaxvis(t, h=h, w=w, c=c, fout=fout):
-                    # torch column c*H*W + y*W + x  ->  jaxvis row y*W*C + x*C + c
-                    return t.reshape(fout, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, fout)
-
-                def to_file(k, h=h, w=w, c=c, fout=fout):
-                    return k.reshape(h, w, c, fout).transpose(3, 2, 0, 1).reshape(fout, c * h * w)
-
-                permute_next_dense = None
-            else:
-                to_jaxvis = to_file = lambda a: a.T
-            entries.append(_Entry(layer.name, "kernel", f"{prefix}.weight", kshape, (fout, fin),
+    """The torchvision name, shape and conversion of every parameter, from the layer tuple
+    and each layer's kind (:meth:`jaxvis.kinds.Layer.torch_tensors`)."""
+    prefixes, flat_from, entries = _prefixes(model), {INPUT: None}, []
+    for layer in model.layers:
+        shape, first = model.input_shapes[layer.name], model.sources[layer.name][0]
+        flat_from[layer.name] = layer.flattened(shape, flat_from[first])
+        for leaf, (suffix, jaxvis_shape, file_shape, to_jaxvis, to_file) in \
+                layer.torch_tensors(shape, flat_from[first]).items():
+            entries.append(_Entry(layer.name, leaf, f"{prefixes[layer.name]}.{suffix}", jaxvis_shape, file_shape,
                                   to_jaxvis, to_file))
-        entries.append(_Entry(layer.name, "bias", f"{prefix}.bias", bshape, bshape, _identity, _identity))
     return entries
+
+
+def _torchvision_buffers(model: Model) -> dict[str, np.ndarray]:
+    """File-only tensors (batch norm's ``num_batches_tracked``): ignored on import, written on export."""
+    prefixes = _prefixes(model)
+    return {f"{prefixes[layer.name]}.{key}": np.asarray(value) for layer in model.layers
+            for key, value in layer.torch_buffers.items()}
 
 
 _KERAS_CONV = re.compile(r"conv(\d+)_(\d+)")
@@ -132,7 +138,8 @@ def _keras_entries(model: Model) -> list[_Entry]:
 def torchvision_shapes(model: Model) -> dict[str, tuple[int, ...]]:
     """The tensors a torchvision state dict for ``model`` holds: ``{key: shape}``."""
     _check_model(model)
-    return {e.key: e.file_shape for e in _torchvision_entries(model)}
+    return {**{e.key: e.file_shape for e in _torchvision_entries(model)},
+            **{key: value.shape for key, value in _torchvision_buffers(model).items()}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -144,11 +151,12 @@ def _shape_str(shape) -> str:
 
 
 def _convert(model: Model, tensors: Mapping[str, object], entries: list[_Entry], source: str,
-             hint: str = "") -> Params:
+             hint: str = "", ignored=()) -> Params:
     """File tensors to jaxvis params, raising one ValueError that lists every problem.
 
     ``hint`` is added to the message when there are problems; a note on the flatten is
-    added when the first dense layer's weight has the wrong shape.
+    added when the first dense layer's weight has the wrong shape. Keys in ``ignored``
+    may be present or not.
     """
     expected = {e.key: e for e in entries}
     first_dense = next((e for e in entries if e.param == "kernel" and len(e.shape) == 2), None)
@@ -157,7 +165,7 @@ def _convert(model: Model, tensors: Mapping[str, object], entries: list[_Entry],
         if e.key not in tensors:
             problems.append(f"missing {e.key} (expected shape {_shape_str(e.file_shape)})")
     for key in tensors:
-        if key not in expected:
+        if key not in expected and key not in ignored:
             problems.append(f"unexpected {key} (shape {_shape_str(np.shape(tensors[key]))})")
     arrays = {}
     for e in entries:
@@ -189,11 +197,11 @@ def _convert(model: Model, tensors: Mapping[str, object], entries: list[_Entry],
 
 def _flatten_hint(model: Model, dense: str) -> str:
     """Where the first dense layer's fan-in comes from."""
-    kinds = [layer.kind for layer in model.layers]
-    if "flatten" not in kinds or kinds.index("flatten") == 0:
+    flat = _split(model)
+    if flat in (0, len(model.layers)):
         return ""
-    before = model.layers[kinds.index("flatten") - 1]
-    if before.kind == "adaptive_avg_pool":
+    before = model.layers[flat - 1]
+    if before.name not in model.fields:  # an adaptive pool: its output's size is fixed
         return f"\n(dense layer {dense!r} reads the flattened {model.shapes[before.name]} output of {before.name!r})"
     return (f"\n(dense layer {dense!r} reads the flattened {model.shapes[before.name]} output of {before.name!r}, "
             f"which follows from the model's input shape {model.input_shape}: build the model at the size the "
@@ -208,14 +216,26 @@ def from_torchvision(model: Model, state_dict: Mapping[str, object], source: str
     _check_model(model)
     if not isinstance(state_dict, Mapping):
         raise ValueError(f"state_dict must map torchvision keys to arrays, got {type(state_dict).__name__}")
-    return _convert(model, state_dict, _torchvision_entries(model), source)
+    return _convert(model, state_dict, _torchvision_entries(model), source, _depth_hint(model, state_dict),
+                    ignored=_torchvision_buffers(model))
+
+
+def _depth_hint(model: Model, state_dict: Mapping[str, object]) -> str:
+    """A graph's file with blocks the model lacks (``layer1.2``: resnet34's into resnet18)."""
+    if not _graph(model):
+        return ""
+    ours = {".".join(name.split(".")[:2]) for name in model.names}
+    extra = sorted({".".join(key.rsplit(".", 1)[0].split(".")[:2]) for key in state_dict} - ours)
+    return f"\n(the file has blocks {extra} that {model.name} lacks: weights of a deeper network?)" if extra else ""
 
 
 def to_torchvision(model: Model, params: Params) -> dict[str, np.ndarray]:
     """jaxvis params as a torchvision state dict of float32 numpy arrays.
 
     Conv weights are OIHW, linear weights ``(out, in)``, and the first linear layer after
-    the flatten takes its inputs in PyTorch's ``(C, H, W)`` order.
+    the flatten takes its inputs in PyTorch's ``(C, H, W)`` order. Batch norm's
+    ``num_batches_tracked`` is written as 0 (an int64 scalar), so that PyTorch loads the
+    file strictly.
     """
     _check_model(model)
     model.check_params(params)
@@ -223,8 +243,8 @@ def to_torchvision(model: Model, params: Params) -> dict[str, np.ndarray]:
         for leaf, value in group.items():
             _checks.finite(value, f"params[{layer!r}][{leaf!r}]")
     entries = _torchvision_entries(model)
-    return {e.key: np.ascontiguousarray(e.to_file(np.asarray(params[e.layer][e.param], np.float32)))
-            for e in entries}
+    return {**{e.key: np.ascontiguousarray(e.to_file(np.asarray(params[e.layer][e.param], np.float32)))
+               for e in entries}, **_torchvision_buffers(model)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -393,10 +413,13 @@ def save(model: Model, params: Params, path: str | os.PathLike) -> None:
 def torch_module(model: Model, params: Params):
     """The same network as a PyTorch module in torchvision's layout, holding ``params``.
 
-    ``features`` and ``classifier`` are ``nn.Sequential`` with the tuple's indices (so
-    Captum can address ``features[i]``), non-inplace ``nn.ReLU`` modules, and between
-    them ``avgpool`` (the ``nn.AdaptiveAvgPool2d`` just before the flatten, else
-    ``nn.Identity``) and a (C, H, W) flatten. For comparisons and benchmarks against
+    Every layer is its kind's ``torch.nn`` twin (:meth:`jaxvis.kinds.Layer.torch`). A
+    chain is torchvision's AlexNet/VGG layout: ``features`` and ``classifier`` are
+    ``nn.Sequential`` with the tuple's indices (so Captum can address ``features[i]``),
+    non-inplace ``nn.ReLU`` modules, and between them ``avgpool`` (an adaptive pool just
+    before the flatten, else ``nn.Identity``) and a (C, H, W) flatten. A graph (a ResNet)
+    holds each layer at its name's path (``layer1.0.conv1``, torchvision's names) and runs
+    them in the tuple's order, each on its inputs. For comparisons and benchmarks against
     PyTorch tools; needs torch (``pip install -r requirements-compare.txt``).
     """
     _check_model(model)
@@ -406,49 +429,52 @@ def torch_module(model: Model, params: Params):
     except ImportError:
         raise ImportError(f"torch_module needs PyTorch: pip install {TORCH_REQUIREMENT}") from None
 
-    def symmetric(padding, name):
-        if any(lo != hi for lo, hi in padding):
-            raise ValueError(f"layer {name!r}: PyTorch takes symmetric padding only, got {padding}")
-        return tuple(lo for lo, _ in padding)
+    modules = {layer.name: layer.torch(model.input_shapes[layer.name]) for layer in model.layers}
+    if _graph(model):
+        net = _torch_graph(model, modules, nn)
+    else:
+        flat = _split(model)
+        before = model.names[:flat]
+        avgpool = before[-1] if before and before[-1] not in model.fields else None  # torchvision's place for it
 
-    blocks: tuple[list, list] = ([], [])
-    part, channels, avgpool = 0, model.input_shape[-1], nn.Identity()
-    for i, spec in enumerate(model.layers):
-        kind = spec.kind
-        if kind == "conv":
-            module = nn.Conv2d(channels, spec.features, spec.kernel, spec.stride, symmetric(spec.padding, spec.name),
-                               spec.dilation, spec.groups)
-        elif kind == "dense":
-            module = nn.Linear(model.shapes[model.names[model.names.index(spec.name) - 1]][-1], spec.features)
-        elif kind == "relu":
-            module = nn.ReLU()
-        elif kind == "max_pool":
-            module = nn.MaxPool2d(spec.kernel, spec.stride, symmetric(spec.padding, spec.name), ceil_mode=spec.ceil_mode)
-        elif kind == "lrn":
-            module = nn.LocalResponseNorm(*spec.lrn)
-        elif kind == "adaptive_avg_pool":
-            module = nn.AdaptiveAvgPool2d(spec.output_size)
-            if i + 1 < len(model.layers) and model.layers[i + 1].kind == "flatten":
-                avgpool = module  # torchvision's place for it: outside ``features``
-                continue
-        elif kind == "dropout":
-            module = nn.Dropout(spec.rate)
-        else:  # flatten: the boundary between features and classifier
-            part = 1
-            continue
-        blocks[part].append(module)
-        channels = model.shapes[spec.name][-1]
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.features = nn.Sequential(*(modules[n] for n in before if n != avgpool))
+                self.avgpool = modules[avgpool] if avgpool else nn.Identity()
+                self.classifier = nn.Sequential(*(modules[n] for n in model.names[flat + 1:]))
 
-    class Net(nn.Module):
+            def forward(self, x):
+                return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+        net = Net()
+    state = to_torchvision(model, params)
+    net.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in state.items()})
+    return net.eval()
+
+
+def _torch_graph(model: Model, modules: dict, nn):
+    """A ``torch.nn.Module`` running ``modules`` (one per layer, registered at the layer
+    names' dotted paths) over the model's graph."""
+    sources = model.sources
+
+    class Graph(nn.Module):
         def __init__(self):
             super().__init__()
-            self.features = nn.Sequential(*blocks[0])
-            self.avgpool = avgpool
-            self.classifier = nn.Sequential(*blocks[1])
+            for name, module in modules.items():
+                *path, leaf = name.split(".")
+                parent = self
+                for part in path:
+                    if not hasattr(parent, part):
+                        parent.add_module(part, nn.Module())
+                    parent = getattr(parent, part)
+                parent.add_module(leaf, module)
+            self._order = tuple(modules.items())
 
         def forward(self, x):
-            return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+            values = {INPUT: x}
+            for name, module in self._order:
+                values[name] = module(*(values[n] for n in sources[name]))
+            return values[model.names[-1]]
 
-    net = Net()
-    net.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in to_torchvision(model, params).items()})
-    return net.eval()
+    return Graph()

@@ -82,6 +82,39 @@ def test_apply_returns_every_activation_and_switch():
     assert head.shape == (3, 14, 14, 32) and list(partial.activations)[-1] == "pool1"
 
 
+def flax_forward_init(model, key):
+    """Flax's init of the network as jaxvis once was: a Flax module that runs the layers
+    and declares each conv or dense layer's kernel (He-normal) and bias (zeros) under the
+    layer's name as the forward pass reaches it, shaped by the activation it meets."""
+    import flax.linen as nn
+
+    from jaxvis import kinds, rules
+
+    class Weights(nn.Module):
+        kernel_shape: tuple
+
+        @nn.compact
+        def __call__(self):
+            init = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+            return {"kernel": self.param("kernel", init, self.kernel_shape),
+                    "bias": self.param("bias", nn.initializers.zeros, self.kernel_shape[-1:])}
+
+    class Network(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for layer in model.layers:
+                params = None
+                if layer.has_params:
+                    fan_in = x.shape[-1]
+                    shape = ((*layer.kernel, fan_in // layer.groups, layer.features) if x.ndim == 4
+                             else (fan_in, layer.features))
+                    params = Weights(shape, name=layer.name)()
+                x = layer.forward(params, (x,), kinds.Run(rules.gradient))
+            return x
+
+    return Network().init(key, jnp.zeros((1, *model.input_shape)))["params"]
+
+
 @pytest.mark.parametrize("model", [
     models.mnist_cnn(), models.mnist_cnn(dilation=2, widths=(16, 32), hidden=64),
     models.alexnet(num_classes=10, input_size=99, hidden=64).edit(conv2=dict(groups=2)),  # drawn in several groups
@@ -91,11 +124,8 @@ def test_init_draws_what_flax_draws_through_a_forward_pass(model):
     # init declares the weights from the layer tuple and draws similar-sized kernels in one
     # batched call; the values must stay those of Flax's init on a dummy batch, bit for bit
     # (shipped checkpoints and every seeded result depend on them)
-    from jaxvis import rules
-
     for key in (jax.random.key(3), jax.random.fold_in(jax.random.key(0), 0), jax.random.PRNGKey(5)):
-        by_forward_pass = model._module.init(key, jnp.zeros((1, *model.input_shape)), rules.gradient, False,
-                                             None, None)["params"]
+        by_forward_pass = flax_forward_init(model, key)
         params = model.init(key)
         assert list(params) == list(by_forward_pass)
         for name in params:
@@ -132,13 +162,9 @@ def he_params(model, seed=0):
 
 
 def test_param_shapes_are_what_flax_declares_in_a_forward_pass():
-    from jaxvis import rules
-
     for model in (models.build("mnist_cnn"), models.build("vgg16", input_size=(40, 72), hidden=8, num_classes=3),
                   models.alexnet(input_size=(70, 99), hidden=8).edit(conv2=dict(groups=2))):
-        declared = jax.eval_shape(lambda key: model._module.init(key, jnp.zeros((1, *model.input_shape)),
-                                                                 rules.gradient, False, None, None)["params"],
-                                  jax.random.key(0))
+        declared = jax.eval_shape(lambda key: flax_forward_init(model, key), jax.random.key(0))
         assert {layer: {leaf: s.shape for leaf, s in group.items()} for layer, group in declared.items()} \
             == model.param_shapes
         assert list(declared) == list(model.param_shapes)
@@ -276,7 +302,7 @@ BAD_INPUTS = [
      "unknown layer kind (layer 'p') 'pool'; expected one of ['conv', "),
     ("layer-names", lambda: models.Model("m", (models.relu("r"), models.relu("r")), (8, 8, 1)),
      "layer names must be unique, got duplicates ['r']"),
-    ("layer-features-float", lambda: models.conv("c", 2.5), "Layer.features must be an int, got float 2.5"),
+    ("layer-features-float", lambda: models.conv("c", 2.5), "Conv.features must be an int, got float 2.5"),
     ("layer-groups", lambda: models.Model("m", (models.conv("c", 4, 3, groups=0),), (8, 8, 1)),
      "layer 'c': groups must be >= 1, got 0"),
     ("layer-kernel", lambda: models.Model("m", (models.conv("c", 4, 0),), (8, 8, 1)),

@@ -65,7 +65,7 @@ def _input_maps(model: Model) -> dict[str, tuple[int, ...]]:
 
 
 def conv_layers(model: Model) -> tuple[str, ...]:
-    return tuple(layer.name for layer in model.layers if layer.kind == "conv")
+    return tuple(layer.name for layer in model.layers if layer.convolution)
 
 
 def check_dilations(model: Model, dilations: Sequence[int], layers: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -83,7 +83,7 @@ def check_dilations(model: Model, dilations: Sequence[int], layers: Sequence[str
     for name in layers:
         model.check_layer(name)
         layer = model.layer(name)
-        if layer.kind != "conv":
+        if not layer.convolution:
             raise ValueError(f"layer {name!r} of {model.name} is a {layer.kind} layer; only conv layers are dilated")
         h, w = inputs[name][:2]
         for d in dilations:

@@ -155,7 +155,7 @@ def evolution(model: Model, snapshots: Sequence[tuple[int, Params]], images, map
 
 def _conv_below(model: Model, layer: str) -> str:
     """The last convolution at or before ``layer``: the filters that make its maps."""
-    convs = [spec.name for spec in model.layers[:model.names.index(layer) + 1] if spec.kind == "conv"]
+    convs = [spec.name for spec in model.layers[:model.names.index(layer) + 1] if spec.convolution]
     if not convs:
         raise ValueError(f"layer {layer!r} of {model.name} has no convolution below it")
     return convs[-1]

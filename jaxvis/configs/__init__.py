@@ -15,7 +15,7 @@ from typing import Any
 
 from jaxvis import _checks, data, models
 
-NAMES = ("mnist_cnn", "fashion_cnn", "cifar10_cnn", "zfnet_imagenet", "alexnet_imagenet")
+NAMES = ("mnist_cnn", "fashion_cnn", "cifar10_cnn", "zfnet_imagenet", "alexnet_imagenet", "mnist_resnet")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
 
