@@ -128,7 +128,7 @@ def random_network(name: str, input_size=None, seed: int = 0, preset: str = "tor
 
 def spatial_layers(model: Model) -> tuple[str, ...]:
     """Every rectified conv layer and pooling layer with spatial maps, in network order."""
-    return tuple(n for n in model.fields if model.layer(n).kind in ("relu", "max_pool"))
+    return tuple(n for n in model.fields if model.layer(n).rectifier or model.layer(n).pooling)
 
 
 def check(network: Network, settings: Settings) -> None:
