@@ -172,7 +172,7 @@ def field_model(model: Model, layer: str) -> Model:
     with every padding removed: its single output unit is any interior unit of ``layer``."""
     size = model.receptive_field(layer).size
     head = model.layers[:model.names.index(layer) + 1]
-    valid = tuple(dataclasses.replace(spec, padding=((0, 0), (0, 0))) for spec in head)
+    valid = tuple(dataclasses.replace(spec, padding=((0, 0), (0, 0))) if spec.windowed else spec for spec in head)
     return Model(f"{model.name}[{layer} field]", valid, (*size, model.input_shape[2]), model.mean, model.std)
 
 
