@@ -46,7 +46,7 @@ from jaxvis.models import Model, Params
 from jaxvis.plots import occlusion as occlusion_plots
 from jaxvis.plots import report as report_plots
 from jaxvis.plots import saliency as saliency_plots
-from jaxvis.project import project_strongest
+from jaxvis.project import Select, project_strongest, strongest_map
 
 SECTIONS = ("predictions", "projections", "transforms", "occlusion", "saliency", "class_model", "inversion")
 TITLES = {"predictions": "Top predictions", "projections": "Strongest map of each layer, projected",
@@ -174,14 +174,19 @@ def _transform_layers(model: Model, settings: Settings) -> tuple[str, ...]:
 # Computation
 
 
-def strongest_projections(model: Model, params: Params, x_NHWC, layers: tuple[str, ...], rule: str = "deconvnet"):
+def strongest_projections(model: Model, params: Params, x_NHWC, layers: tuple[str, ...], rule: str = "deconvnet",
+                          shared_from: float = 0.5):
     """Per image and layer, the strongest unit of the layer's strongest map projected alone.
 
-    Each equals ``project(model, params, x, layer, Select.strongest(c), rule)``, but is
-    computed as the Fig. 2 sheets are (:func:`jaxvis.topk.project_top_k`): one forward pass
-    per image finds every map's strongest unit, and each projection runs on its unit's
-    receptive field only (exact: outside the field a projection is zero), so a layer-1 unit
-    costs a few pixels, not a backward pass through the whole network.
+    Each equals ``project(model, params, x, layer, Select.strongest(c), rule)``, computed
+    the cheaper of two ways per layer:
+
+    - a layer whose receptive field is smaller than ``shared_from`` times the input's
+      shorter side projects as the Fig. 2 sheets do (:func:`jaxvis.topk.project_top_k`):
+      on its unit's receptive field only (exact: outside it a projection is zero), so a
+      layer-1 unit costs a few pixels, not a backward pass through the whole network;
+    - the deeper layers, whose fields cover most of the image anyway, share one forward
+      pass to the deepest of them and run one backward pass each, vmapped, in one program.
 
     Returns:
       ``(projections_NLHWC, channels_NL, rows_NL, cols_NL)``: the projections, the
@@ -189,11 +194,21 @@ def strongest_projections(model: Model, params: Params, x_NHWC, layers: tuple[st
     """
     x_NHWC = np.asarray(x_NHWC)
     n, (h, w, depth) = len(x_NHWC), model.input_shape
+    shared = tuple(layer for layer in layers if max(model.fields[layer].size) >= shared_from * min(h, w))
+    windowed = [layer for layer in layers if layer not in shared]
     projections = np.zeros((n, len(layers), h, w, depth), np.float32)
     where = np.zeros((3, n, len(layers)), np.int32)
     for i, x_1HWC in enumerate(x_NHWC[:, None]):
-        tops = topk.top_k(model, params, [x_1HWC], list(layers), k=1, one_per_image=True)
-        for j, layer in enumerate(layers):
+        if shared:
+            proj_LHWC, *found = (np.asarray(a) for a in _strongest_shared(model, params, x_1HWC[0], shared, rule))
+            at = [layers.index(layer) for layer in shared]
+            projections[i, at] = proj_LHWC
+            where[:, i, at] = found
+        if not windowed:
+            continue
+        tops = topk.top_k(model, params, [x_1HWC], windowed, k=1, one_per_image=True)
+        for layer in windowed:
+            j = layers.index(layer)
             top = tops[layer] if isinstance(tops, dict) else tops
             channel = int(np.argmax(np.asarray(top.value)[:, 0]))  # the first strongest, as strongest_map
             patches = topk.project_top_k(model, params, x_1HWC, top, layer, maps=[channel], rule=rule)
@@ -202,6 +217,28 @@ def strongest_projections(model: Model, params: Params, x_NHWC, layers: tuple[st
             projections[i, j, rows, cols] = crop[rows.start - t:rows.stop - t, cols.start - l:cols.stop - l]
             where[:, i, j] = channel, int(top.row[channel, 0]), int(top.col[channel, 0])
     return projections, *where
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layers", "rule"))
+def _strongest_shared(model: Model, params: Params, x_HWC, layers: tuple[str, ...], rule: str):
+    """The strongest unit of each layer's strongest map, projected alone: one forward pass
+    to the deepest layer, one backward pass per layer (vmapped). Returns
+    ``(projections_LHWC, channels_L, rows_L, cols_L)``."""
+    deepest = max(layers, key=model.names.index)
+
+    def outputs(x):
+        trace = model.apply(params, x[None], rule=rule, until=deepest)[1]
+        return tuple(trace.activations[layer][0] for layer in layers)
+
+    acts, pullback = jax.vjp(outputs, x_HWC)
+    channels = [strongest_map(a) for a in acts]
+    kept = [a * Select.strongest(c).mask(a) for a, c in zip(acts, channels)]
+    # projection j sends layer j's kept unit down and nothing from the other layers
+    signals = tuple(jnp.stack([k if i == j else jnp.zeros_like(k) for j in range(len(layers))])
+                    for i, k in enumerate(kept))
+    (projections,) = jax.vmap(pullback)(signals)
+    units = [jnp.unravel_index(jnp.argmax(a[:, :, c]), a.shape[:2]) for a, c in zip(acts, channels)]
+    return (projections, jnp.stack(channels), jnp.stack([r for r, _ in units]), jnp.stack([c for _, c in units]))
 
 
 def variants(model: Model) -> dict[str, Callable]:

@@ -21,6 +21,9 @@ JAX has cores:
   the predicted class (Captum: ``Saliency``, ``GuidedBackprop``, ``LayerGradCam`` with
   bilinear upsampling, ``GuidedGradCam``).
 
+The predicted class comes from the predictions section on both sides, as in the report,
+so the occlusion and saliency sections do not pay a forward pass for it.
+
 jaxvis's first run includes compiling (once per process, whatever the number of photos);
 its later runs, the steady state, are what the goals compare: the whole report at least
 5x faster than Captum's, occlusion at least 8x. Figures (matplotlib) are left out of both
@@ -51,7 +54,7 @@ def jaxvis_sections(net: report.Network, settings: report.Settings, x_1HWC) -> d
     """Each default section's computation (as :mod:`jaxvis.report` runs it): ``{section: thunk}``."""
     model, params = net.model, net.params
     layers, deepest = report.spatial_layers(model), report.spatial_layers(model)[-3:]
-    label = lambda: int(np.argmax(report.probabilities(model, params, x_1HWC)[0]))  # noqa: E731
+    label = int(np.argmax(report.probabilities(model, params, x_1HWC)[0]))  # the report's, from its predictions
     fig7_layer = figures.last_spatial_relu(model)
 
     def transforms():
@@ -60,12 +63,12 @@ def jaxvis_sections(net: report.Network, settings: report.Settings, x_1HWC) -> d
             model, params, x_VHWC, deepest, settings.rule)
 
     def occluded():
-        maps = occlusion.sweep(model, params, x_1HWC, [label()], settings.patch, settings.stride, layer=fig7_layer,
+        maps = occlusion.sweep(model, params, x_1HWC, [label], settings.patch, settings.stride, layer=fig7_layer,
                                method=settings.occlusion_method)
         return maps, project_strongest(model, params, x_1HWC, fig7_layer)
 
     def maps():
-        c = label()
+        c = label
         return (saliency.saliency(model, params, x_1HWC, c), saliency.gradients(model, params, x_1HWC, c, "guided"),
                 saliency.grad_cam(model, params, x_1HWC, c, upsample="bilinear"),
                 saliency.guided_grad_cam(model, params, x_1HWC, c))
@@ -89,9 +92,8 @@ def captum_sections(net: report.Network, settings: report.Settings, x_1HWC) -> d
     layers, deepest = report.spatial_layers(model), report.spatial_layers(model)[-3:]
     cam_module = modules[saliency.cam_layer(model)]
 
-    def label(inputs):
-        with torch.no_grad():
-            return int(torch.softmax(torch_net(inputs), -1)[0].argmax())
+    with torch.no_grad():
+        label = int(torch.softmax(torch_net(x), -1)[0].argmax())  # as on the jaxvis side: from the predictions
 
     def strongest_units(inputs, names):
         """Per layer the (map, row, col) of the strongest unit of its strongest map (one forward)."""
@@ -126,11 +128,11 @@ def captum_sections(net: report.Network, settings: report.Settings, x_1HWC) -> d
         c = model.input_shape[2]
         attribution = Occlusion(forward).attribute(
             x, sliding_window_shapes=(c, settings.patch, settings.patch), strides=(c, settings.stride, settings.stride),
-            baselines=0.0, target=label(x), perturbations_per_eval=16)
+            baselines=0.0, target=label, perturbations_per_eval=16)
         return attribution
 
     def maps():
-        c = label(x)
+        c = label
         cam = LayerGradCam(torch_net, cam_module).attribute(x, target=c, relu_attributions=True)
         return (Saliency(torch_net).attribute(x, target=c), GuidedBackprop(torch_net).attribute(x, target=c),
                 LayerAttribution.interpolate(cam, x.shape[2:], "bilinear"),

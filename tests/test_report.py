@@ -107,10 +107,11 @@ def test_transforms_table_equals_model_on_the_transformed_pixels(network, photos
     assert len(set(np.round(got, 4))) > 3  # the variants do change the network's view
 
 
-def test_strongest_projections_equal_project_layer_by_layer(network, photos):
+@pytest.mark.parametrize("shared_from", [0.0, 0.3, 2.0])  # all layers share a forward pass, some, none
+def test_strongest_projections_equal_project_layer_by_layer(network, photos, shared_from):
     x = MODEL.normalize(photos)
     layers = report.spatial_layers(MODEL)
-    proj, channels, rows, cols = report.strongest_projections(MODEL, network.params, x, layers, "guided")
+    proj, channels, rows, cols = report.strongest_projections(MODEL, network.params, x, layers, "guided", shared_from)
     for n in range(len(x)):
         for k, layer in enumerate(layers):
             act = MODEL.apply(network.params, x[n:n + 1], until=layer)[0][0]
