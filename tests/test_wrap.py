@@ -445,7 +445,9 @@ def test_bad_wrap_arguments_are_refused(make, message):
 
 @pytest.mark.parametrize("example", ("flax_model.py", "equinox_model.py"))
 def test_the_readme_examples_run(example):
-    out = runpy.run_path(str(ROOT / "docs" / "examples" / example))
+    path = ROOT / "docs" / "examples" / example
+    assert path.read_text().rstrip("\n") in (ROOT / "README.md").read_text(), f"README.md does not show {example} as it is"
+    out = runpy.run_path(str(path))
     assert out["projection"].shape == out["image"].shape and float(jnp.abs(out["projection"]).max()) > 0
 
 
