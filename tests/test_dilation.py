@@ -196,22 +196,35 @@ ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'scripts'}",
 
 
 def python(*args: str) -> str:
-    done = subprocess.run([sys.executable, *args], env=ENV, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, *args], env=ENV, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
-def run_study(workdir: Path) -> dict:
-    """The study's quick mode at factors 1 and 2 (in a subprocess: it sets JAX's compilation cache)."""
-    python(str(ROOT / "scripts/dilation_study.py"), "--quick", "--dilations", "1", "2", "--workdir", str(workdir),
-           "--results", str(workdir / "results"), "--no-progress")
-    return json.loads((workdir / "results/study.json").read_text())
+# One process (it sets JAX's compilation cache) runs the quick study at factors 1 and 2, then a
+# learned run without search (fraction 0) from the study's settings, then the study again: the
+# second study and the learned run reuse the first's compiled programs
+DRIVER = """
+import json, shutil, sys
+import dilation_study
+from jaxvis.analysis import dilation
+workdir = sys.argv[1]
+study = ["--quick", "--dilations", "1", "2", "--workdir", workdir, "--results", workdir + "/results", "--no-progress"]
+dilation_study.main(study)
+shutil.copy(workdir + "/results/study.json", workdir + "/first_study.json")
+config = dilation_study.build_config(json.load(open(workdir + "/settings.json")), 1, 0)
+r = dilation.train_learned(config, workdir + "/no_search", dilation.Search(dilations=(1, 2), fraction=0.0),
+                           progress=False)
+json.dump({"picks": r["picks"], "top1": r["eval"]["top1"]}, open(workdir + "/no_search.json", "w"))
+dilation_study.main(study)
+"""
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("study")
-    return workdir, run_study(workdir)
+    python("-c", DRIVER, str(workdir))
+    return workdir, json.loads((workdir / "first_study.json").read_text())
 
 
 def test_quick_study_writes_tables_figures_and_statistics(quick):
@@ -247,24 +260,15 @@ def test_learned_runs_pick_their_strongest_factor_and_restore_as_that_network(qu
     assert card["step"] == study["runs"]["learned"][0]["steps"]
 
 
-def test_learned_run_without_search_reproduces_the_fixed_run(quick, tmp_path):
+def test_learned_run_without_search_reproduces_the_fixed_run(quick):
     """Search fraction 0 commits to the first factor at step 0: the same initialization,
     data order, dropout and optimizer as the study's fixed run at factor 1, seed 0."""
     workdir, study = quick
-    code = ("import json, sys, jax, dilation_study\n"
-            "from jaxvis.analysis import dilation\n"
-            "jax.config.update('jax_compilation_cache_dir', sys.argv[3])  # the study's: it compiled most of this\n"
-            "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)\n"
-            "config = dilation_study.build_config(json.load(open(sys.argv[1])), 1, 0)\n"
-            "r = dilation.train_learned(config, sys.argv[2], dilation.Search(dilations=(1, 2), fraction=0.0),\n"
-            "                           progress=False)\n"
-            "print(json.dumps({'picks': r['picks'], 'top1': r['eval']['top1']}))\n")
-    learned = json.loads(python("-c", code, str(workdir / "settings.json"), str(tmp_path),
-                                str(workdir / "compilation_cache")).splitlines()[-1])
+    learned = json.loads((workdir / "no_search.json").read_text())
     assert learned["picks"] == {f"conv{i}": 1 for i in range(1, 5)}
     assert learned["top1"] == study["runs"]["fixed"]["1"][0]["top1"]
     _, expected, _ = checkpoint.restore_model(workdir / "fixed/d1/seed0")
-    _, got, _ = checkpoint.restore_model(tmp_path)
+    _, got, _ = checkpoint.restore_model(workdir / "no_search")
     for name in expected:
         for leaf in ("kernel", "bias"):
             err = rel_err(got[name][leaf], expected[name][leaf])
@@ -273,6 +277,6 @@ def test_learned_run_without_search_reproduces_the_fixed_run(quick, tmp_path):
 
 def test_quick_study_resumes_without_training_again(quick):
     workdir, study = quick
-    again = run_study(workdir)
+    again = json.loads((workdir / "results/study.json").read_text())
     assert again["runs"] == study["runs"]
     assert all(seconds < 1 for seconds in again["seconds_this_call"].values()), again["seconds_this_call"]
