@@ -40,6 +40,9 @@ import optax
 from jaxvis import _checks
 from jaxvis.models import Model, Params
 from jaxvis.project import backward_bytes
+from jaxvis.wrap import Wrapped
+
+MODELS = (Model, Wrapped)  # a jaxvis tuple, or any JAX network through jaxvis.wrap
 
 SCHEDULES = ("constant", "ramp", "steps")
 PIXEL_SCALE = 255.0
@@ -165,8 +168,9 @@ class ClassScore:
     model: Model
 
     def __post_init__(self):
-        if not isinstance(self.model, Model):
-            raise ValueError(f"ClassScore needs a Model, got {type(self.model).__name__}")
+        if not isinstance(self.model, MODELS):
+            raise ValueError(f"ClassScore needs a Model or a wrapped model (jaxvis.wrap), got "
+                             f"{type(self.model).__name__}")
 
     def __call__(self, params: Params, x_HWC, target) -> jax.Array:
         return -self.model.apply(params, x_HWC[None])[0][0, target]
@@ -181,8 +185,9 @@ class FeatureMatch:
     layer: str
 
     def __post_init__(self):
-        if not isinstance(self.model, Model):
-            raise ValueError(f"FeatureMatch needs a Model, got {type(self.model).__name__}")
+        if not isinstance(self.model, MODELS):
+            raise ValueError(f"FeatureMatch needs a Model or a wrapped model (jaxvis.wrap), got "
+                             f"{type(self.model).__name__}")
         self.model.check_layer(self.layer)
 
     def __call__(self, params: Params, x_HWC, target) -> jax.Array:
@@ -311,8 +316,8 @@ class Synthesis:
 def paper_scale(model: Model) -> jax.Array:
     """``255 * std`` per channel, shaped ``(1, 1, C)``: a normalized input times this is in
     the papers' units."""
-    if not isinstance(model, Model):
-        raise ValueError(f"paper_scale needs a Model, got {type(model).__name__}")
+    if not isinstance(model, MODELS):
+        raise ValueError(f"paper_scale needs a Model or a wrapped model (jaxvis.wrap), got {type(model).__name__}")
     return PIXEL_SCALE * jnp.asarray(model.std, jnp.float32).reshape(1, 1, -1)
 
 
@@ -350,8 +355,9 @@ def optimize(objective, params: Params, x0_NHWC, targets, s: Settings, key: jax.
         padded, so they compile once.
     """
     model = getattr(objective, "model", None)
-    if not isinstance(model, Model):
-        raise ValueError(f"objective must have a model field holding a Model (e.g. ClassScore(model)), got "
+    if not isinstance(model, MODELS):
+        raise ValueError(f"objective must have a model field holding a Model or a wrapped model "
+                         f"(e.g. ClassScore(model)), got "
                          f"{type(objective).__name__} with model {type(model).__name__}")
     _checks.images(x0_NHWC, model.input_shape, what="starting images")
     n = np.shape(x0_NHWC)[0]

@@ -317,7 +317,7 @@ BAD_INPUTS = [
      r"unknown layer of mnist_cnn 'fc9'"),
     # optimize and the objectives
     ("optimize-objective-without-model", lambda: synthesis.optimize(lambda p, x, t: 0.0, P, X, jnp.zeros(2), S),
-     r"objective must have a model field holding a Model \(e.g. ClassScore\(model\)\), got function with model "
+     r"objective must have a model field holding a Model or a wrapped model \(e.g. ClassScore\(model\)\), got function with model "
      r"NoneType"),
     ("optimize-start-wrong-size", lambda: synthesis.optimize(synthesis.ClassScore(M), P, jnp.zeros((2, 27, 28, 1)),
                                                               jnp.zeros(2, int), S),
@@ -338,7 +338,7 @@ BAD_INPUTS = [
      r"key must be a JAX PRNG key .*got float 0.5"),
     ("optimize-chunk-zero", lambda: synthesis.optimize(synthesis.ClassScore(M), P, X, jnp.zeros(2, int), S, chunk=0),
      r"chunk must be None or an integer >= 1, got 0"),
-    ("class-score-not-a-model", lambda: synthesis.ClassScore("mnist_cnn"), r"ClassScore needs a Model, got str"),
+    ("class-score-not-a-model", lambda: synthesis.ClassScore("mnist_cnn"), r"ClassScore needs a Model or a wrapped model \(jaxvis.wrap\), got str"),
     ("feature-match-unknown-layer", lambda: synthesis.FeatureMatch(M, "pool9"), r"unknown layer of mnist_cnn 'pool9'"),
     # regularizers and projections, one image each
     ("alpha-norm-two-axes", lambda: synthesis.alpha_norm(U[..., 0], 6.0),
@@ -358,7 +358,7 @@ BAD_INPUTS = [
     ("penalty-settings-dict", lambda: synthesis.penalty({"l2": 1.0}, U), r"s must be Settings .*got dict"),
     ("project-gradient-shape", lambda: synthesis.project(S, U, U[..., :1], 0, 0.0, 1.0),
      r"grad_HWC must have the image's shape \(7, 9, 3\), got \(7, 9, 1\)"),
-    ("paper-scale-not-a-model", lambda: synthesis.paper_scale("mnist_cnn"), r"paper_scale needs a Model, got str"),
+    ("paper-scale-not-a-model", lambda: synthesis.paper_scale("mnist_cnn"), r"paper_scale needs a Model or a wrapped model \(jaxvis.wrap\), got str"),
     ("item-bytes-unknown-layer", lambda: synthesis.item_bytes(M, "relu8"), r"unknown layer of mnist_cnn 'relu8'"),
 ]
 

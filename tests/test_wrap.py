@@ -21,7 +21,7 @@ from flax import nnx
 from jax import lax
 
 import jaxvis
-from jaxvis import models, occlusion, saliency, topk
+from jaxvis import models, occlusion, saliency, synthesis, topk
 from jaxvis.project import Select, project_batch
 from jaxvis.wrap import wrap, wrap_equinox, wrap_linen, wrap_nnx
 
@@ -499,3 +499,17 @@ def test_receptive_fields_of_strided_dilated_and_padded_layers_equal_the_tuples(
     fields = dict(zip(("c1", "r1", "p1", "c2", "r2"), (model.fields[n] for n in model.names[:5])))
     assert fields == {n: reference.fields[n] for n in fields}
     assert model.layer("c2")["dilation"] == (2, 2) and model.layer("pool1")["stride"] == (2, 2)
+
+
+def test_class_models_and_inversion_of_a_wrapped_model_equal_the_tuples(five):
+    """The optimization only calls ``apply``: a wrapped twin gives the tuple's images."""
+    models_, x = five
+    reference, ref_params = models_["tuple"]
+    model, params = models_["equinox"]
+    key = jax.random.key(3)
+    want, _ = synthesis.class_models(reference, ref_params, [0, 4], "yosinski1", key=key, steps=5)
+    got, _ = synthesis.class_models(model, params, [0, 4], "yosinski1", key=key, steps=5)
+    assert float(jnp.abs(want.images).max()) > 0 and rel_err(got.images, want.images) < 1e-5
+    want, _ = synthesis.invert(reference, ref_params, x, "relu2", key=key, steps=5)
+    got, _ = synthesis.invert(model, params, x, "relu2", key=key, steps=5)
+    assert rel_err(got.images, want.images) < 1e-5
