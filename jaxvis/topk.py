@@ -10,6 +10,20 @@ result records what it was computed on (layer, model, input shape, number of ima
 that :func:`project_top_k` refuses to project it at another layer, through another model
 or on other images.
 
+A dataset too large for one process is mined in parts (:func:`top_k_parts`): fixed
+consecutive runs of images, shared out over the processes of a ``jax.distributed`` job in
+contiguous blocks, each part's result written to disk when finished (a rerun, with any
+number of processes, reads it instead of computing it). :func:`merge` joins the parts
+exactly: a map's ``k`` strongest over the whole are among the ``k`` strongest of their
+part, and the candidates are laid out as one stream would meet them (part after part,
+each part strongest first with equal values in stream order), so ``lax.top_k``, which keeps
+the earlier of equal values, breaks ties as one stream does. Each process merges its own
+parts, then the processes exchange their merged ``(C, k)`` value, image, row and column
+arrays (16 bytes an entry: ``16 C k`` bytes a layer and process, whatever the number of
+images) in one all-gather, and every process merges the same arrays in process order.
+:func:`project_top_k_spread` shares a layer's maps out over the processes and all-gathers
+the projections and patches (``2 k h w c`` floats a map, for a field of ``h x w x c``).
+
 :func:`project_top_k` projects each of those activations alone (all others of the layer
 zeroed) with the deconvnet rule, in batched ``vmap`` calls, and crops projection and
 image patch to the unit's receptive field. A projection is zero outside the receptive
@@ -28,26 +42,31 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import _checks, rules
+from jaxvis import _checks, distributed, rules
+from jaxvis._io import folder as _folder
+from jaxvis._io import write_atomically
 from jaxvis.models import Model, Params
 from jaxvis.project import Select, backward_bytes, project
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["value", "image", "row", "col"],
-                   meta_fields=["layer", "model", "input_shape", "num_images"])
+                   meta_fields=["layer", "model", "input_shape", "num_images", "first"])
 @dataclasses.dataclass(frozen=True)
 class TopK:
     """The ``k`` strongest activations of each map, strongest first; each array ``(C, k)``.
 
     ``image`` indexes the dataset in the order it was streamed. ``layer``, ``model`` (its
     name), ``input_shape`` and ``num_images`` (how many images :func:`top_k` saw) say what
-    the result belongs to; they are static pytree metadata.
+    the result belongs to; ``first`` is the index of the first of them (0 but for one part
+    of a dataset, see :func:`merge`). They are static pytree metadata.
     """
 
     value: jax.Array
@@ -58,6 +77,7 @@ class TopK:
     model: str
     input_shape: tuple[int, int, int]
     num_images: int
+    first: int = 0
 
 
 def _init(model: Model, layer: str, k: int) -> TopK:
@@ -88,9 +108,15 @@ def _merge(state: TopK, act_NHWC, offset, k: int, one_per_image: bool) -> TopK:
     images = jnp.concatenate([state.image, image_CM + offset], axis=1)
     rows = jnp.concatenate([state.row, pos_CM // w], axis=1)
     cols = jnp.concatenate([state.col, pos_CM % w], axis=1)
-    best, keep = jax.lax.top_k(values, k)
+    best, image, row, col = _best(values, images, rows, cols, k)
+    return dataclasses.replace(state, value=best, image=image, row=row, col=col)
+
+
+def _best(value_CM, image_CM, row_CM, col_CM, k: int):
+    """The ``k`` largest of each row, strongest first, the earlier candidate winning ties."""
+    best, keep = jax.lax.top_k(value_CM, k)
     take = functools.partial(jnp.take_along_axis, indices=keep, axis=1)
-    return dataclasses.replace(state, value=best, image=take(images), row=take(rows), col=take(cols))
+    return best, take(image_CM), take(row_CM), take(col_CM)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "layers", "k", "one_per_image"))
@@ -103,8 +129,30 @@ def _deepest(model: Model, layers: tuple[str, ...]) -> str:
     return max(layers, key=model.names.index)
 
 
+def _layer_names(model: Model, layers: str | Iterable[str], k: int, one_per_image: bool) -> tuple[str, ...]:
+    """``layers`` as a tuple of checked spatial layer names (and ``k``, ``one_per_image`` checked)."""
+    names = (layers,) if isinstance(layers, str) else tuple(layers)
+    if not names:
+        raise ValueError("top_k needs at least one layer, got none")
+    for name in names:
+        model.check_layer(name, spatial=True)
+    _checks.count("k", k)
+    if not isinstance(one_per_image, (bool, np.bool_)):
+        raise ValueError(f"one_per_image must be True or False, got {type(one_per_image).__name__} {one_per_image!r}")
+    return names
+
+
+def _check_enough(model: Model, names: tuple[str, ...], k: int, seen: int, one_per_image: bool) -> None:
+    for name in names:
+        h, w, _ = model.shapes[name]
+        available = seen if one_per_image else seen * h * w
+        if k > available:
+            raise ValueError(f"k={k} is larger than the {available} positions of layer {name!r} in the data "
+                             f"({seen} images{'' if one_per_image else f' x {h}x{w}'})")
+
+
 def top_k(model: Model, params: Params, batches: Iterable, layers: str | Iterable[str], k: int = 9,
-          one_per_image: bool = False) -> dict[str, TopK] | TopK:
+          one_per_image: bool = False, first: int | None = None) -> dict[str, TopK] | TopK:
     """The ``k`` strongest activations of every map of ``layers`` over a dataset.
 
     Args:
@@ -115,16 +163,15 @@ def top_k(model: Model, params: Params, batches: Iterable, layers: str | Iterabl
         are computed in one forward pass per batch.
       k: activations kept per map.
       one_per_image: keep at most one activation per image and map.
+      first: None when ``batches`` are the whole dataset; otherwise they are one part of
+        it, starting at image ``first`` (image indices count from there, and :func:`merge`
+        joins the parts). A part may hold fewer than ``k`` candidates of a map: the rest
+        are ``-inf`` at image ``-1``, which lose to any activation when parts are merged.
     """
     single = isinstance(layers, str)
-    names = (layers,) if single else tuple(layers)
-    if not names:
-        raise ValueError("top_k needs at least one layer, got none")
-    for name in names:
-        model.check_layer(name, spatial=True)
-    _checks.count("k", k)
-    if not isinstance(one_per_image, (bool, np.bool_)):
-        raise ValueError(f"one_per_image must be True or False, got {type(one_per_image).__name__} {one_per_image!r}")
+    names = _layer_names(model, layers, k, one_per_image)
+    _checks.count("first", first, minimum=0, optional=True)
+    start = first or 0
     states = {name: _init(model, name, k) for name in names}
     seen = 0
     if isinstance(batches, (str, bytes)) or not isinstance(batches, Iterable) or hasattr(batches, "shape"):
@@ -137,18 +184,136 @@ def top_k(model: Model, params: Params, batches: Iterable, layers: str | Iterabl
         x = model.normalize(images) if dtype == np.uint8 else images
         _checks.images(x, model.input_shape)
         x = jnp.asarray(x)
-        states = _step(model, params, states, x, jnp.int32(seen), names, k, one_per_image)
+        states = _step(model, params, states, x, jnp.int32(start + seen), names, k, one_per_image)
         seen += x.shape[0]
     if seen == 0:
         raise ValueError("top_k got an empty dataset (no batches)")
-    for name in names:
-        h, w, _ = model.shapes[name]
-        available = seen if one_per_image else seen * h * w
-        if k > available:
-            raise ValueError(f"k={k} is larger than the {available} positions of layer {name!r} in the data "
-                             f"({seen} images{'' if one_per_image else f' x {h}x{w}'})")
-    states = {name: dataclasses.replace(state, num_images=seen) for name, state in states.items()}
+    if first is None:
+        _check_enough(model, names, k, seen, one_per_image)
+    states = {name: dataclasses.replace(state, num_images=seen, first=start) for name, state in states.items()}
     return states[names[0]] if single else states
+
+
+def merge(parts: Sequence[TopK]) -> TopK:
+    """The top-k of consecutive parts of a dataset from each part's (:func:`top_k` with
+    ``first``), equal to :func:`top_k` on the whole: the same entries in the same order,
+    ties going to the earlier image, then row, then column (see the module docstring).
+
+    Args:
+      parts: one layer's results of consecutive parts, in dataset order (each part's
+        ``first`` is where the one before it ends); a part of no images is allowed.
+    """
+    if isinstance(parts, TopK) or not isinstance(parts, Sequence) or not parts \
+            or not all(isinstance(p, TopK) for p in parts):
+        raise ValueError(f"parts must be a non-empty list of TopK results (one per part, in dataset order), got "
+                         f"{type(parts).__name__}")
+    head = parts[0]
+    for i, part in enumerate(parts[1:], 1):
+        if (part.layer, part.model, tuple(part.input_shape)) != (head.layer, head.model, tuple(head.input_shape)) \
+                or np.shape(part.value) != np.shape(head.value):
+            raise ValueError(f"parts must be one layer's results with one k: part 0 holds {head.model} layer "
+                             f"{head.layer!r} {np.shape(head.value)}, part {i} {part.model} layer {part.layer!r} "
+                             f"{np.shape(part.value)}")
+        end = parts[i - 1].first + parts[i - 1].num_images
+        if part.first != end:
+            raise ValueError(f"parts must be consecutive, in dataset order: part {i - 1} ends before image {end}, "
+                             f"but part {i} starts at image {part.first}")
+    if len(parts) == 1:
+        return head
+    joined = [jnp.concatenate([jnp.asarray(getattr(p, f)) for p in parts], axis=1)
+              for f in ("value", "image", "row", "col")]
+    value, image, row, col = _best_jitted(*joined, k=np.shape(head.value)[1])
+    return TopK(value, image, row, col, head.layer, head.model, tuple(head.input_shape),
+                sum(p.num_images for p in parts), head.first)
+
+
+_best_jitted = jax.jit(_best, static_argnames="k")
+_FIELDS = ("value", "image", "row", "col")
+
+
+def _read_part(path: Path, names: tuple[str, ...], record: dict) -> dict[str, TopK] | None:
+    """A finished part's results, or None if there is none; a part recorded for other
+    settings, or damaged, is a ``ValueError`` that names it."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as f:
+            found = json.loads(str(f["record"]))
+            arrays = {name: [f[f"{name}.{field}"] for field in _FIELDS] for name in found["layers"]}
+    except Exception as err:
+        raise ValueError(f"part {path} is damaged ({type(err).__name__}: {err}); delete it and run again to "
+                         "compute it again") from err
+    if found != record:
+        changed = sorted(key for key in record.keys() | found.keys() if record.get(key) != found.get(key))
+        raise ValueError(f"part {path} was computed with other settings ({', '.join(changed)}); use another "
+                         f"folder, or delete {path.parent} to start again")
+    return {name: TopK(*arrays[name], name, record["model"], tuple(record["input_shape"]), record["num_images"],
+                       record["first"]) for name in names}
+
+
+def _write_part(path: Path, tops: dict[str, TopK], record: dict) -> None:
+    arrays = {f"{name}.{field}": np.asarray(getattr(top, field)) for name, top in tops.items() for field in _FIELDS}
+    write_atomically(path, lambda f: np.savez(f, record=np.asarray(json.dumps(record)), **arrays))
+
+
+def top_k_parts(model: Model, params: Params, read: Callable[[int, int], Iterable], num_images: int,
+                layers: str | Iterable[str], k: int = 9, one_per_image: bool = False, part_size: int = 5120,
+                folder=None, tag: str = "") -> dict[str, TopK] | TopK:
+    """:func:`top_k` over a dataset in parts, shared out over the processes of a
+    ``jax.distributed`` job (one process takes every part), resumable; every process gets
+    the whole result, equal to :func:`top_k` over the same batches in one stream.
+
+    Args:
+      read: ``read(start, stop)`` gives the batches of images ``start`` to ``stop - 1``, in
+        order (as :func:`top_k` takes them); it is called once per part this process
+        computes.
+      num_images: the dataset's size.
+      layers, k, one_per_image: as for :func:`top_k`.
+      part_size: images per part; the parts are fixed by it, not by the number of processes.
+      folder: where each finished part is written (``part_00000.npz``, ..., atomically); a
+        later call, with any number of processes, reads a finished part instead of
+        computing it. A part recorded with other settings is refused. None: kept in memory.
+      tag: what else decides a part's result and is not an argument here (the data, how
+        ``read`` batches it), recorded with each part.
+    """
+    single = isinstance(layers, str)
+    names = _layer_names(model, layers, k, one_per_image)
+    _checks.count("num_images", num_images)
+    _checks.count("part_size", part_size)
+    if not callable(read):
+        raise ValueError(f"read must be a function read(start, stop) giving batches, got {type(read).__name__}")
+    if not isinstance(tag, str):
+        raise ValueError(f"tag must be a string, got {type(tag).__name__} {tag!r}")
+    _check_enough(model, names, k, num_images, one_per_image)
+    where = None if folder is None else _folder(folder, "the parts' folder")
+    base = {"model": model.name, "input_shape": list(model.input_shape), "layers": list(names), "k": k,
+            "one_per_image": bool(one_per_image), "params": distributed.fingerprint(params), "tag": tag,
+            "part_size": part_size}
+    mine = distributed.share(-(-num_images // part_size))
+    results = []
+    for part in mine:
+        first, stop = part * part_size, min((part + 1) * part_size, num_images)
+        record = base | {"first": first, "num_images": stop - first}
+        path = None if where is None else where / f"part_{part:05d}.npz"
+        tops = None if path is None else _read_part(path, names, record)
+        if tops is None:
+            tops = top_k(model, params, read(first, stop), names, k, one_per_image, first=first)
+            if tops[names[0]].num_images != stop - first:
+                raise ValueError(f"read({first}, {stop}) gave {tops[names[0]].num_images} images; expected "
+                                 f"{stop - first}")
+            if path is not None:
+                _write_part(path, tops, record)
+        results.append(tops)
+    start = min(mine.start * part_size, num_images)
+    mine_merged = {name: merge([r[name] for r in results]) if results else
+                   dataclasses.replace(_init(model, name, k), first=start) for name in names}
+    span = np.asarray([mine_merged[names[0]].first, sum(r[names[0]].num_images for r in results)], np.int32)
+    gathered = distributed.allgather(({name: tuple(getattr(t, f) for f in _FIELDS) for name, t in mine_merged.items()},
+                                      span), "top-k exchange")
+    arrays, spans = gathered
+    tops = {name: merge([TopK(*(a[p] for a in arrays[name]), name, model.name, tuple(model.input_shape),
+                              int(spans[p, 1]), int(spans[p, 0])) for p in range(len(spans))]) for name in names}
+    return tops[names[0]] if single else tops
 
 
 # ---------------------------------------------------------------------------------------
@@ -324,12 +489,29 @@ def check_top(model: Model, top: TopK, layer: str, images) -> None:
                          f"got {tuple(np.shape(top.value))}")
     if not hasattr(images, "__len__") or not hasattr(images, "__getitem__"):
         raise ValueError(f"images must be an array or a jaxvis.data.Dataset, got {type(images).__name__}")
+    if top.first != 0:
+        raise ValueError(f"top holds images {top.first} to {top.first + top.num_images - 1} only, one part of a "
+                         "dataset; expected the whole dataset's (join the parts with topk.merge)")
     if len(images) != top.num_images:
         raise ValueError(f"top_k saw {top.num_images} images; expected the same images here, got {len(images)}")
     image_ids = np.asarray(top.image)
     if (image_ids < 0).any() or (image_ids >= top.num_images).any():
         raise ValueError(f"top refers to images {image_ids[(image_ids < 0) | (image_ids >= top.num_images)][:5].tolist()}"
                          f"; expected indices in [0, {top.num_images})")
+
+
+def _checked_maps(model: Model, images, top: TopK, layer: str, maps, rule: str, chunk, memory_budget) -> np.ndarray:
+    """:func:`project_top_k`'s arguments checked; the maps to project as int32."""
+    model.check_layer(layer, spatial=True)
+    check_top(model, top, layer, images)
+    maps = np.arange(top.value.shape[0]) if maps is None else np.asarray(list(maps))
+    if maps.ndim != 1 or not maps.size:
+        raise ValueError(f"maps must be a non-empty list of map indices of layer {layer!r}, got {maps.tolist()!r}")
+    _checks.index(f"maps of layer {layer!r}", maps, top.value.shape[0])
+    _checks.choice("rule", rule, rules.RULES)
+    _checks.count("chunk", chunk, optional=True)
+    _checks.number("memory_budget", memory_budget, 1.0)
+    return maps.astype(np.int32)
 
 
 def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, maps=None,
@@ -348,17 +530,8 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
         most 256. Units whose field lies inside the image run on the field alone, so their
         calls take many more projections than those of border units.
     """
-    model.check_layer(layer, spatial=True)
-    check_top(model, top, layer, images)
+    maps = _checked_maps(model, images, top, layer, maps, rule, chunk, memory_budget)
     field = model.receptive_field(layer)
-    maps = np.arange(top.value.shape[0]) if maps is None else np.asarray(list(maps))
-    if maps.ndim != 1 or not maps.size:
-        raise ValueError(f"maps must be a non-empty list of map indices of layer {layer!r}, got {maps.tolist()!r}")
-    _checks.index(f"maps of layer {layer!r}", maps, top.value.shape[0])
-    maps = maps.astype(np.int32)
-    _checks.choice("rule", rule, rules.RULES)
-    _checks.count("chunk", chunk, optional=True)
-    _checks.number("memory_budget", memory_budget, 1.0)
     channels, k = len(maps), top.value.shape[1]
     image_ids = np.asarray(top.image)[maps].ravel()
     chan = np.repeat(maps.astype(np.int32), k)
@@ -418,3 +591,27 @@ def _patches(maps, out, patches, tops, lefts, field, channels, k, depth) -> Patc
     shape = (channels, k, *field.size, depth)
     window = np.stack([tops, lefts, np.full_like(tops, field.size[0]), np.full_like(lefts, field.size[1])], -1)
     return Patches(maps, out.reshape(shape), patches.reshape(shape), window.reshape(channels, k, 4))
+
+
+def project_top_k_spread(model: Model, params: Params, images, top: TopK, layer: str, maps=None,
+                         rule: str = "deconvnet", chunk: int | None = None, memory_budget: float = 1e9) -> Patches:
+    """:func:`project_top_k`, its maps shared out over the processes of a ``jax.distributed``
+    job (contiguous blocks; one process projects them all); every process gets every map's
+    projections and patches, in the order of ``maps``. All processes call it alike."""
+    maps = _checked_maps(model, images, top, layer, maps, rule, chunk, memory_budget)
+    field, k, depth = model.receptive_field(layer), top.value.shape[1], model.input_shape[2]
+    processes = jax.process_count()
+    blocks = [distributed.share(len(maps), p, processes) for p in range(processes)]
+    mine = blocks[jax.process_index()]
+    most = max(len(b) for b in blocks)
+    arrays = {"projection": np.zeros((most, k, *field.size, depth), np.float32),
+              "window": np.zeros((most, k, 4), np.int32)}
+    arrays["patch"] = np.zeros_like(arrays["projection"])
+    if len(mine):
+        done = project_top_k(model, params, images, top, layer, maps[mine.start:mine.stop], rule, chunk, memory_budget)
+        for name, value in arrays.items():
+            value[:len(mine)] = getattr(done, name)
+    gathered = distributed.allgather(arrays, f"projections of {layer}")
+    joined = {name: np.concatenate([value[p, :len(b)] for p, b in enumerate(blocks)])
+              for name, value in gathered.items()}
+    return Patches(maps, joined["projection"], joined["patch"], joined["window"])

@@ -16,6 +16,13 @@ of the first ``--figure`` images.
 
 With ``--image`` (photos: no true labels) the maps measure the predicted class, or the
 one ``--class`` names, and ``summary.csv`` names the photo, the class and the prediction.
+
+Over several processes (hosts), give each the same command with ``--coordinator-address``,
+``--num-processes`` and its ``--process-id``, and an ``--out`` they share: the shards still
+to do are shared out (contiguous blocks, each process over its own devices), and once all
+are written process 0 writes ``summary.csv`` and ``fig7.png``, the same as one process
+would. Killed, the same command (with any number of processes) computes only the missing
+shards.
 """
 
 import csv
@@ -29,7 +36,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from jaxvis import cli, data, figures, occlusion, plots
+from jaxvis import cli, data, distributed, figures, occlusion, plots
 from jaxvis._io import write_atomically, write_text_atomically
 
 SETTINGS = ("checkpoint", "dataset", "split", "patch", "stride", "fill", "layer", "method", "tau", "coarse_stride",
@@ -103,6 +110,21 @@ def read_maps(shard: Path, count: int, score: str) -> tuple[occlusion.OcclusionM
             f["label"][:count]
 
 
+def _runs(ks: list[int]) -> list[tuple[int, int]]:
+    """The runs of consecutive numbers in ascending ``ks``, as ``(first, last + 1)``."""
+    runs = []
+    for k in ks:
+        if runs and runs[-1][1] == k:
+            runs[-1] = (runs[-1][0], k + 1)
+        else:
+            runs.append((k, k + 1))
+    return runs
+
+
+def _spans(ks: list[int]) -> str:
+    return ", ".join(f"{lo}" if hi == lo + 1 else f"{lo}-{hi - 1}" for lo, hi in _runs(ks)) or "none"
+
+
 def main(argv=None) -> None:
     parser = cli.parser(__doc__, out=None, checkpoint="checkpoints/mnist_cnn", dataset="mnist")
     parser.add_argument("--patch", type=cli.count, help="occluder side (default: a seventh of the image: 4 on 28x28, "
@@ -121,10 +143,19 @@ def main(argv=None) -> None:
     parser.add_argument("--limit", type=cli.count, help="only the first N images of the split")
     parser.add_argument("--figure", type=int, default=4, help="images in fig7.png (the first N; 0: no figure)")
     parser.add_argument("--memory-budget", type=float, default=2e9, help="bytes per call")
+    distributed.add_arguments(parser)
     args = parser.parse_args(argv)
+    distributed.initialize(args)
+    with distributed.fail_together():
+        run(args)
 
-    out = cli.output_dir(args)
+
+def run(args) -> None:
+    distributed.check_devices()
+
+    out = distributed.same_folder(cli.output_dir(args))
     model, params, _ = cli.open_network(args)
+    params = distributed.local(params)  # restored over several processes: replicated over all their devices
     names = cli.class_names(args, model)
     hw = model.input_shape[:2]
     args.patch, args.stride = cli.occluder(hw, args.patch, args.stride, 4)
@@ -154,20 +185,30 @@ def main(argv=None) -> None:
     shards = [out / f"shard_{k:05d}.npz" for k in range(-(-total // args.shard_size))]
     per_image = (len(occlusion.positions(hw[0], args.patch, args.stride))
                  * len(occlusion.positions(hw[1], args.patch, args.stride)))
-    mesh = Mesh(np.array(jax.devices()), ("data",))
+    # the processes must see the same data and network: compare a few images spread over the split
+    sample = distributed.fingerprint([x for x, _ in (next(batches(1, int(i))) for i in
+                                                     np.linspace(0, total - 1, min(total, 8)).round())])
+    distributed.agree(settings | {"params": distributed.fingerprint(params), "data": f"{where}: {total} images "
+                                  f"(fingerprint {sample})", "memory_budget": args.memory_budget})
+    mesh = Mesh(np.array(jax.local_devices()), ("data",))  # each process sweeps its shards on its own devices
     todo = [k for k, shard in enumerate(shards) if not finished(shard)]
-    done = sum(min(args.shard_size, total - k * args.shard_size) for k in range(len(shards)) if k not in todo)
+    todo = distributed.gather_json(todo, "shards to do")[0]  # process 0's view, should another write meanwhile
+    mine = [todo[i] for i in distributed.share(len(todo))]
+    processes = f", {jax.process_count()} processes" if jax.process_count() > 1 else ""
     print(f"{model.name} on {where}: {total} images, {per_image} positions of a {args.patch}x{args.patch} occluder "
-          f"each, {len(shards)} shards ({len(shards) - len(todo)} already done), {mesh.size} device(s)")
+          f"each, {len(shards)} shards ({len(shards) - len(todo)} already done{processes}), {mesh.size} device(s)"
+          + (f" in process {jax.process_index()}, which takes shards {_spans(mine)}" if processes else ""))
+
+    def runs(ks):
+        """Each run of consecutive shards read in one pass: ``(k, (images, labels))``."""
+        for lo, hi in _runs(ks):
+            yield from zip(range(lo, hi), batches(args.shard_size, lo))
 
     # drill-down runs an image-dependent share of the grid: then the bar counts without a total
-    grid_total = None if args.coarse_stride else total * per_image
-    with tqdm(total=grid_total, initial=0 if args.coarse_stride else done * per_image, unit="pos", unit_scale=True,
-              smoothing=0.1, dynamic_ncols=True) as bar:
-        for k, (x, labels) in zip(range(todo[0] if todo else 0, len(shards)),
-                                  batches(args.shard_size, todo[0]) if todo else []):
-            if k not in todo:
-                continue
+    grid_total = None if args.coarse_stride else per_image * sum(min(args.shard_size, total - k * args.shard_size)
+                                                                 for k in mine)
+    with tqdm(total=grid_total, unit="pos", unit_scale=True, smoothing=0.1, dynamic_ncols=True) as bar:
+        for k, (x, labels) in runs(mine):
             first = k * args.shard_size
             x = x[:total - first]
             labels, _ = cli.targets(args, names, None if labels is None else labels[:total - first],
@@ -187,6 +228,9 @@ def main(argv=None) -> None:
                 write_text_atomically(out / "run.json", json.dumps(settings, indent=2) + "\n")
                 recorded = True
             write_atomically(shards[k], lambda f, arrays=arrays: np.savez(f, **arrays))
+    distributed.barrier("every shard written")
+    if not distributed.is_main():  # process 0 writes the summary of every process's shards
+        return
     labelled = not args.image and args.target is None
     paths = [write_summary(out, shards, names, labelled)]
     if args.figure > 0:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import jax
 
-from jaxvis import checkpoint, cli, configs, train
+from jaxvis import checkpoint, cli, configs, distributed, train
 
 
 def _git(*args: str) -> str:
@@ -44,12 +44,9 @@ def main():
     parser.add_argument("--export", help="write the final params and a card (accuracy, data, command, time, "
                                          "commit) to this directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--coordinator-address", help="host:port of process 0, for multi-host training")
-    parser.add_argument("--num-processes", type=int)
-    parser.add_argument("--process-id", type=int)
+    distributed.add_arguments(parser)
     args = parser.parse_args()
-    if args.coordinator_address:  # first: anything that asks JAX about devices would start it single-process
-        jax.distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    distributed.initialize(args)  # first: anything that asks JAX about devices would start it single-process
     if args.export:  # before training, so that the mistake costs none
         checkpoint.check_export_destination(args.export)
     config = configs.get(args.config, **dict(args.set))
@@ -58,7 +55,7 @@ def main():
         result = train.train_many(config, args.workdir, args.seeds, **options)
     else:
         result = train.train_and_evaluate(config, args.workdir, **options)
-    is_main = jax.process_index() == 0
+    is_main = distributed.is_main()
     if is_main:
         print(json.dumps({"config": config.name, "step": result["step"], "eval": result["eval"],
                           "train_seconds": round(result["train_seconds"], 1)}))

@@ -148,6 +148,101 @@ def test_top_k_records_what_it_saw_and_stays_a_pytree(setup):
     np.testing.assert_array_equal(rows, np.asarray(top.row).sum(1))
 
 
+def oracle_top_k(value_CNP, k, first=0):
+    """NumPy's answer: per map, the ``k`` largest of ``(N, P)`` candidates (image, position
+    ``row * 3 + col`` of a 3-wide map) by value descending, then image, row and column, as
+    ``(value, image, row, col)`` each ``(C, k)``; missing entries are ``-inf`` at image -1."""
+    c, n, positions = value_CNP.shape
+    image, pos = np.meshgrid(np.arange(n) + first, np.arange(positions), indexing="ij")
+    out = np.full((4, c, k), -np.inf)
+    out[1:] = 0
+    out[1] = -1
+    for ch in range(c):
+        v = value_CNP[ch].ravel()
+        order = np.lexsort((pos.ravel() % 3, pos.ravel() // 3, image.ravel(), -v))[:k]
+        out[:, ch, :len(order)] = v[order], image.ravel()[order], pos.ravel()[order] // 3, pos.ravel()[order] % 3
+    return out[0].astype(np.float32), *out[1:].astype(np.int32)
+
+
+def as_top(arrays, first, num_images, layer="relu2", model="mnist_cnn"):
+    return topk.TopK(*arrays, layer, model, (28, 28, 1), num_images, first)
+
+
+@pytest.mark.parametrize("sizes", [(7, 0, 5, 1, 11), (24,), (1, 1, 1, 1)])
+def test_merge_of_parts_equals_numpy_argsort_with_ties(sizes):
+    # values in {0, ..., 4}: most candidates tie; a part of one image has 6 candidates, fewer than k
+    rng = np.random.default_rng(len(sizes))
+    n, k = sum(sizes), 10
+    value_CNP = rng.integers(0, 5, (3, n, 6)).astype(np.float32)
+    value_CNP[1, -1, :] = 9  # the strongest map entries all in the last part
+    starts = np.cumsum((0, *sizes))
+    parts = [as_top(oracle_top_k(value_CNP[:, a:b], k, first=a), int(a), int(b - a))
+             for a, b in zip(starts[:-1], starts[1:])]
+    merged = topk.merge(parts)
+    expected = oracle_top_k(value_CNP, k)
+    for field, want in zip(("value", "image", "row", "col"), expected):
+        np.testing.assert_array_equal(np.asarray(getattr(merged, field)), want, err_msg=field)
+    assert (merged.first, merged.num_images, merged.layer) == (0, n, "relu2")
+
+
+@pytest.mark.parametrize("one_per_image", [False, True])
+def test_top_k_in_parts_equals_one_stream_and_resumes_from_its_files(setup, tmp_path, one_per_image):
+    model, params, images, acts = setup
+    calls = []
+
+    def read(start, stop):
+        calls.append((start, stop))
+        return [images[i:min(i + 4, stop)] for i in range(start, stop, 4)]
+
+    options = dict(k=9, one_per_image=one_per_image)
+    stream = topk.top_k(model, params, [images[i:i + 4] for i in range(0, 37, 4)], ["relu2", "pool2"], **options)
+    got = topk.top_k_parts(model, params, read, 37, ["relu2", "pool2"], part_size=8, folder=tmp_path, tag="t",
+                           **options)
+    assert calls == [(0, 8), (8, 16), (16, 24), (24, 32), (32, 37)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"part_0000{i}.npz" for i in range(5)]
+    for layer in ("relu2", "pool2"):
+        expected = brute_force(acts[layer], 9, one_per_image)
+        for field in ("value", "image", "row", "col"):
+            np.testing.assert_array_equal(np.asarray(getattr(got[layer], field)),
+                                          np.asarray(getattr(stream[layer], field)), err_msg=f"{layer} {field}")
+        np.testing.assert_array_equal(np.asarray(got[layer].image), expected[..., 1])
+        assert (got[layer].first, got[layer].num_images) == (0, 37)
+    (tmp_path / "part_00003.npz").unlink()  # a run killed before that part was written
+    calls.clear()
+    again = topk.top_k_parts(model, params, read, 37, ["relu2", "pool2"], part_size=8, folder=tmp_path, tag="t",
+                             **options)
+    assert calls == [(24, 32)]  # the finished parts are read, not computed
+    for layer in ("relu2", "pool2"):
+        for field in ("value", "image", "row", "col"):
+            np.testing.assert_array_equal(np.asarray(getattr(again[layer], field)),
+                                          np.asarray(getattr(got[layer], field)), err_msg=f"{layer} {field}")
+
+
+def test_parts_of_other_settings_or_damaged_are_refused(setup, tmp_path):
+    model, params, images, _ = setup
+
+    def read(start, stop):
+        return [images[start:stop]]
+
+    topk.top_k_parts(model, params, read, 20, "relu2", k=3, part_size=10, folder=tmp_path, tag="a")
+    with pytest.raises(ValueError, match=r"part .*part_00000.npz was computed with other settings \(k, tag\); use "
+                                         r"another folder, or delete .* to start again"):
+        topk.top_k_parts(model, params, read, 20, "relu2", k=4, part_size=10, folder=tmp_path, tag="b")
+    (tmp_path / "part_00001.npz").write_bytes(b"not a zip")
+    (tmp_path / "part_00000.npz").unlink()
+    with pytest.raises(ValueError, match=r"part .*part_00001.npz is damaged \(.*\); delete it and run again"):
+        topk.top_k_parts(model, params, read, 20, "relu2", k=3, part_size=10, folder=tmp_path, tag="a")
+
+
+def test_projections_spread_over_one_process_equal_project_top_k(setup):
+    model, params, images, _ = setup
+    top = topk.top_k(model, params, [images], "relu3", k=2)
+    got = topk.project_top_k_spread(model, params, images, top, "relu3", maps=[5, 1])
+    want = topk.project_top_k(model, params, images, top, "relu3", maps=[5, 1])
+    for field in ("maps", "projection", "patch", "window"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
+
+
 @pytest.fixture(scope="module")
 def bad(setup):
     model, params, images, _ = setup
@@ -200,6 +295,28 @@ BAD_INPUTS = [
      r"images must be a batch of shape \(N, 28, 28, 1\) \(NHWC\), got an array of rank 3"),
     ("top-k-one-per-image-string", lambda b: top_of(b, [b["images"]], one_per_image="yes"),
      r"one_per_image must be True or False, got str 'yes'"),
+    ("top-k-negative-first", lambda b: top_of(b, [b["images"]], first=-1),
+     r"first must be None or an integer >= 0, got -1"),
+    # merge and top_k_parts
+    ("merge-not-a-list", lambda b: topk.merge(b["relu3"]), r"parts must be a non-empty list of TopK results"),
+    ("merge-empty", lambda b: topk.merge([]), r"parts must be a non-empty list of TopK results .*got list"),
+    ("merge-gap", lambda b: topk.merge([b["relu3"], b["relu3"]]),
+     r"parts must be consecutive, in dataset order: part 0 ends before image 10, but part 1 starts at image 0"),
+    ("merge-other-layer", lambda b: topk.merge([b["relu3"], dataclasses.replace(b["relu3"], layer="relu2", first=10)]),
+     r"parts must be one layer's results with one k: part 0 holds mnist_cnn layer 'relu3' \(8, 2\), part 1 "
+     r"mnist_cnn layer 'relu2' \(8, 2\)"),
+    ("parts-not-callable", lambda b: topk.top_k_parts(b["m"], b["p"], [b["images"]], 10, "relu3"),
+     r"read must be a function read\(start, stop\) giving batches, got list"),
+    ("parts-zero-size", lambda b: topk.top_k_parts(b["m"], b["p"], lambda i, j: [b["images"][i:j]], 10, "relu3",
+                                                   part_size=0), r"part_size must be an integer >= 1, got 0"),
+    ("parts-k-above-images", lambda b: topk.top_k_parts(b["m"], b["p"], lambda i, j: [b["images"][i:j]], 10, "pool2",
+                                                        k=11, one_per_image=True),
+     r"k=11 is larger than the 10 positions of layer 'pool2' in the data \(10 images\)"),
+    ("parts-read-short", lambda b: topk.top_k_parts(b["m"], b["p"], lambda i, j: [b["images"][i:j - 1]], 10, "relu3",
+                                                    k=2), r"read\(0, 10\) gave 9 images; expected 10"),
+    ("project-top-one-part", lambda b: project_top(b, top=dataclasses.replace(b["relu3"], first=10)),
+     r"top holds images 10 to 19 only, one part of a dataset; expected the whole dataset's \(join the parts with "
+     r"topk.merge\)"),
     # project_top_k: the TopK must belong to this layer, model and images
     ("project-top-other-layer", lambda b: project_top(b, layer="relu4"),
      r"top holds the activations of layer 'relu3'; expected layer 'relu4', the layer to project"),

@@ -47,34 +47,50 @@ def train_command(workdir, *args: str, **overrides) -> list[str]:
 
 def run_two_processes(workdir, *args: str, cwds=(None, None), **overrides) -> list[tuple[int, str]]:
     """Run ``scripts/train.py`` as processes 0 and 1 of one job (in ``cwds``) with ``SETTINGS``
-    and ``overrides``; the exit status and output of each. Fails the test, with both outputs, if
-    they are not done within ``TIMEOUT`` seconds (both are killed, after printing their stacks)."""
+    and ``overrides``; the exit status and output of each (see :func:`run_processes`)."""
     command = train_command(workdir, *args, "--coordinator-address", f"localhost:{free_port()}", "--num-processes",
                             "2", **overrides)
-    env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-           "PYTHONFAULTHANDLER": "1"}
-    logs = [tempfile.TemporaryFile("w+") for _ in range(2)]  # not pipes: a full one would block the process
-    procs = [subprocess.Popen([*command, "--process-id", str(i)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                              cwd=cwd) for i, (log, cwd) in enumerate(zip(logs, cwds))]
-    deadline, hung = time.monotonic() + TIMEOUT, False
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+    return run_processes([[*command, "--process-id", str(i)] for i in range(2)], cwds=cwds)
+
+
+def process_env(**extra) -> dict:
+    """The environment of a test's JAX process: CPU only, this checkout first, no inherited XLA flags."""
+    return {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1", **extra}
+
+
+def run_processes(commands, envs=None, cwds=None, timeout: float = TIMEOUT, watch=None) -> list[tuple[int, str]]:
+    """Run ``commands`` at once (each with its env of ``envs``, default :func:`process_env`,
+    and working directory of ``cwds``); the exit status and output of each. ``watch(procs)``
+    is called every 0.1 s while any runs (to kill one, say). Fails the test, with every
+    output, if they are not done within ``timeout`` seconds (all are killed, after printing
+    their stacks)."""
+    envs = envs or [process_env()] * len(commands)
+    cwds = cwds or [None] * len(commands)
+    logs = [tempfile.TemporaryFile("w+") for _ in commands]  # not pipes: a full one would block the process
+    procs = [subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+             for command, env, log, cwd in zip(commands, envs, logs, cwds)]
+    deadline, hung = time.monotonic() + timeout, False
+    while any(p.poll() is None for p in procs):
+        if time.monotonic() > deadline:
             hung = True
             for p in procs:  # faulthandler prints where each one waits, then it aborts
-                p.send_signal(signal.SIGABRT)
+                if p.poll() is None:
+                    p.send_signal(signal.SIGABRT)
             time.sleep(5)
             for p in procs:
                 p.kill()
             break
+        if watch is not None:
+            watch(procs)
+        time.sleep(0.1)
     results = []
     for proc, log in zip(procs, logs):
         log.seek(0)
         results.append((proc.wait(), log.read()))
         log.close()
     if hung:
-        pytest.fail(f"the two processes did not finish within {TIMEOUT} s (a hang?)\n{report(results)}")
+        pytest.fail(f"the processes did not finish within {timeout} s (a hang?)\n{report(results)}")
     return results
 
 
@@ -92,8 +108,7 @@ def train_two_processes(workdir, *args: str, **overrides) -> list[str]:
 def train_one_process_two_devices(workdir, *args: str, **overrides) -> str:
     """The oracle: ``scripts/train.py`` with ``SETTINGS`` and ``overrides`` in one process with
     two CPU devices; its output."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = process_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
     run = subprocess.run(train_command(workdir, *args, **overrides), env=env, capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
