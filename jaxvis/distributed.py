@@ -5,10 +5,11 @@ the share of a job's work each process takes.
 Every multi-process script (``train.py``, ``deconvnet.py``, ``occlusion.py``) takes
 ``--coordinator-address``, ``--num-processes``, ``--process-id`` and ``--timeout``
 (:func:`add_arguments`) and starts with :func:`initialize`, before anything asks JAX about
-devices. Then :func:`agree` compares the settings of every process (model, parameters'
-fingerprint, data and its fingerprint, options) and :func:`check_devices` the number of
-devices each process has; a disagreement is a ``ValueError`` on every process, naming the
-processes and settings that differ. Work is shared out as contiguous blocks of a fixed
+devices (``deconvnet.py`` and ``occlusion.py`` through :func:`run_job`). Then
+:func:`check_devices` compares the number of devices each process has, :func:`same_folder`
+the output folder they see, and :func:`agree` the settings of every process (model,
+parameters' fingerprint, data and its fingerprint, options); a disagreement is a
+``ValueError`` on every process, naming the processes and settings that differ. Work is shared out as contiguous blocks of a fixed
 list of parts (:func:`share`): the parts are fixed by the job, not by the number of
 processes, so a rerun with any number of processes reuses the parts a killed run finished.
 
@@ -46,6 +47,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -122,6 +124,17 @@ def _leave() -> None:
             time.sleep(0.1)
         time.sleep(0.2)  # for the last one to be gone before the coordinator is
     os._exit(1)
+
+
+def run_job(job: Callable[[argparse.Namespace, Path], None], args: argparse.Namespace, out) -> None:
+    """A script's job over the processes of :func:`add_arguments`' flags: start them
+    (:func:`initialize`), refuse unequal devices (:func:`check_devices`), check that every
+    process writes to the same folder ``out`` (:func:`same_folder`), and run
+    ``job(args, out)`` with the processes failing together (:func:`fail_together`)."""
+    initialize(args)
+    with fail_together():
+        check_devices()
+        job(args, same_folder(out))
 
 
 @contextlib.contextmanager

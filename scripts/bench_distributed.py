@@ -3,12 +3,14 @@
 as ``scripts/occlusion.py`` does) with 1 and 2 ``jax.distributed`` processes, each pinned
 to one core; then ImageNet's 50,000 validation images on 8 and 64 hosts, on paper.
 
-    python scripts/bench_distributed.py            # about 5 minutes on 2 cores
-    python scripts/bench_distributed.py --quick    # fewer images (a minute or two)
+    python scripts/bench_distributed.py            # about 5 minutes on 2 idle cores
+    python scripts/bench_distributed.py --quick    # fewer images (about 2 minutes)
 
 Measured: mnist_cnn (checkpoints/mnist_cnn) on the bundled digits, tiled, for the scaling
 rows; vgg16 at 64x64 (random weights, random images) on one core as the per-image cost
-of a large network, scaled to 224x224 by XLA's count of floating-point operations.
+of a large network, scaled to 224x224 by XLA's count of floating-point operations. Each
+process is pinned to its own core: on a machine busy with other work the 2-process rows
+share those cores and understate the scaling.
 Rates leave out compilation (every timed call ran once before) and include the exchange
 and the waits at meeting points. Prints a markdown table, the assumptions of the
 projection, and the machine's load before and after (``uptime``).
@@ -144,9 +146,9 @@ def main() -> None:
         worker(args)
         return
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    counts = {("mining", "mnist_cnn"): 2000 if args.quick else 8000,
-              ("occlusion", "mnist_cnn"): 16 if args.quick else 64,
-              ("mining", "vgg16_64"): 64 if args.quick else 256, ("occlusion", "vgg16_64"): 8 if args.quick else 16}
+    counts = {("mining", "mnist_cnn"): 1000 if args.quick else 4000,
+              ("occlusion", "mnist_cnn"): 16 if args.quick else 48,
+              ("mining", "vgg16_64"): 32 if args.quick else 128, ("occlusion", "vgg16_64"): 4 if args.quick else 8}
     rows = {}
     for job in ("mining", "occlusion"):
         for processes in (1, 2):

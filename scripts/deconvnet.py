@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -73,15 +74,11 @@ def main(argv=None) -> None:
                         help="with --image: photos in strongest.png, the single-image view (the first N)")
     distributed.add_arguments(parser)
     args = parser.parse_args(argv)
-    distributed.initialize(args)
-    with distributed.fail_together():
-        run(args)
+    distributed.run_job(job, args, cli.output_dir(args))
 
 
-def run(args) -> None:
-    distributed.check_devices()
-
-    out = distributed.same_folder(cli.output_dir(args))
+def job(args, out: Path) -> None:
+    """The script's work, in each process (one, or each of several)."""
     model, params, _ = cli.open_network(args)
     params = distributed.local(params)  # restored over several processes: replicated over all their devices
     if args.image:

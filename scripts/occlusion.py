@@ -145,15 +145,11 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-budget", type=float, default=2e9, help="bytes per call")
     distributed.add_arguments(parser)
     args = parser.parse_args(argv)
-    distributed.initialize(args)
-    with distributed.fail_together():
-        run(args)
+    distributed.run_job(job, args, cli.output_dir(args))
 
 
-def run(args) -> None:
-    distributed.check_devices()
-
-    out = distributed.same_folder(cli.output_dir(args))
+def job(args, out: Path) -> None:
+    """The script's work, in each process (one, or each of several)."""
     model, params, _ = cli.open_network(args)
     params = distributed.local(params)  # restored over several processes: replicated over all their devices
     names = cli.class_names(args, model)

@@ -116,3 +116,15 @@ def test_same_folder_with_one_process_creates_it_and_refuses_a_file(tmp_path):
 
 def test_check_devices_passes_with_one_process():
     distributed.check_devices()
+
+
+def test_run_job_with_one_process_runs_it_on_the_checked_folder_and_lets_errors_through(tmp_path):
+    seen = []
+    distributed.run_job(lambda args, out: seen.append((args.timeout, out)), parse(), tmp_path / "out")
+    assert seen == [(distributed.DEFAULT_TIMEOUT, (tmp_path / "out").absolute())] and (tmp_path / "out").is_dir()
+
+    def fail(args, out):
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        distributed.run_job(fail, parse(), tmp_path / "out")
