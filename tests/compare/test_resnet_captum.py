@@ -111,7 +111,7 @@ def test_projections_equal_captums_neuron_attributions(resnet, stage):
     assert max(errors.values()) < TOL, errors
 
 
-@pytest.mark.parametrize("method", ["full"])
+@pytest.mark.parametrize("method", ["full", "incremental"])
 def test_occlusion_equals_captums_occlusion(method):
     model = models.build("resnet18", input_size=32)
     params = random_statistics(model.init(jax.random.key(2)), seed=2)
