@@ -55,6 +55,7 @@ from jaxvis._io import folder as _folder
 from jaxvis._io import write_atomically
 from jaxvis.models import Model, Params
 from jaxvis.project import Select, backward_bytes, project
+from jaxvis.wrap import Wrapped
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["value", "image", "row", "col"],
@@ -428,6 +429,12 @@ def _project_fields(model, params, crops_BHWC, channels_B, layer, rule):
     return jax.vmap(functools.partial(project, model, params, layer=layer, rule=rule))(crops_BHWC, select=select)
 
 
+@functools.partial(jax.jit, static_argnames=("model", "layer", "rule"))
+def _project_units(model, params, x_BHWC, channels_B, rows_B, cols_B, layer, rule):
+    select = Select.unit(channels_B, rows_B, cols_B)
+    return jax.vmap(functools.partial(project, model, params, layer=layer, rule=rule))(x_BHWC, select=select)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "layer", "rule", "size"))
 def _project_shared(model, params, x_GHWC, channels_GP, rows_GP, cols_GP, tops_GP, lefts_GP, layer, rule, size):
     """G windows, P units each: the inner vmap leaves the window unbatched, so its forward
@@ -528,7 +535,9 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
       chunk: projections per batched call; default: as many as fit ``memory_budget``
         bytes of activations (forward and backward, estimated from the layer shapes), at
         most 256. Units whose field lies inside the image run on the field alone, so their
-        calls take many more projections than those of border units.
+        calls take many more projections than those of border units. A wrapped model
+        (:func:`jaxvis.wrap`) has no layer tuple to cut down: its units are projected on
+        the whole image and cropped (the same values, at a whole backward pass each).
     """
     maps = _checked_maps(model, images, top, layer, maps, rule, chunk, memory_budget)
     field = model.receptive_field(layer)
@@ -552,9 +561,18 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
 
     out = np.zeros((channels * k, *field.size, model.input_shape[2]), np.float32)
     patches = np.zeros_like(out)
-    small = field_model(model, layer)
-    head = {name: params[name] for name in small.names if name in params}  # the truncated networks' parameters
     crop = _crops(tuple(field.size))
+    if isinstance(model, Wrapped):
+        # no layer tuple to cut down to a field or window: each unit is projected on its
+        # whole image and cropped to its field (exact: a projection is zero outside it)
+        for part, padded in chunks(np.arange(channels * k), model):
+            x = normalized(image_ids[padded])
+            patches[part] = np.asarray(crop(x, tops[padded], lefts[padded]))[:len(part)]
+            whole = _project_units(model, params, x, chan[padded], rows[padded], cols[padded], layer, rule)
+            out[part] = np.asarray(crop(whole, tops[padded], lefts[padded]))[:len(part)]
+        return _patches(maps, out, patches, tops, lefts, field, channels, k, model.input_shape[2])
+    small = field_model(model, layer) if inside.any() else window_model(model, layer)  # unneeded, and unbuildable over an addition
+    head = {name: params[name] for name in small.names if name in params}  # the truncated networks' parameters
     for part, padded in chunks(np.flatnonzero(inside), small):
         crops = crop(normalized(image_ids[padded]), tops[padded], lefts[padded])
         patches[part] = np.asarray(crops)[:len(part)]
