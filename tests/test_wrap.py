@@ -250,6 +250,15 @@ def test_top_k_on_a_wrapped_model_equals_the_tuple(five):
     want = topk.top_k(reference, ref_params, [x[:1], x[1:]], "relu2", k=3)
     assert rel_err(got.value, want.value) < TOL
     assert np.array_equal(got.image, want.image) and np.array_equal(got.row, want.row)
+    # the receptive-field crops: whole-image projections cropped (wrapped) against the
+    # tuple's projections on each field or border window
+    for rule in ("deconvnet", "guided"):
+        got_patches = topk.project_top_k(model, params, x, got, "relu2", maps=[0, 5, 7], rule=rule)
+        want_patches = topk.project_top_k(reference, ref_params, x, want, "relu2", maps=[0, 5, 7], rule=rule)
+        assert float(np.abs(want_patches.projection).max()) > 0
+        assert rel_err(got_patches.projection, want_patches.projection) < TOL, rule
+        assert np.array_equal(got_patches.patch, want_patches.patch)
+        assert np.array_equal(got_patches.window, want_patches.window)
 
 
 # ---------------------------------------------------------------------------------------
