@@ -4,7 +4,8 @@ incremental (Krypton over the graph) and approximate (``tau``), side by side.
     python scripts/bench_resnet_occlusion.py
     python scripts/bench_resnet_occlusion.py --only resnet18
 
-(a) resnet18 at 224x224, random weights (``model.init``), MNIST digits scaled up to 224
+(a) resnet18 at 224x224, random weights (``model.init``, ``fc`` scaled down so that the
+softmax is not saturated), MNIST digits scaled up to 224
 (``--images``), their predicted classes as targets, a 16x16 occluder on the stride-16 grid
 (196 positions; Captum allows no stride larger than the occluder). (b) the shipped MNIST
 ResNet (checkpoints/mnist_resnet) over ``--digits`` bundled test digits, a 4x4 occluder at
@@ -75,7 +76,12 @@ def main(argv=None) -> None:
         pixels = np.asarray(jax.image.resize(jnp.asarray(images[:n, :, :, 0], jnp.float32) / 255, (n, 224, 224),
                                              "linear"))
         x = np.asarray(model.normalize(np.repeat(pixels[..., None], 3, axis=-1)), np.float32)
-        predicted = np.asarray(jnp.argmax(jax.jit(lambda v: model.apply(params, v)[0])(x), -1))
+        logits = np.asarray(jax.jit(lambda v: model.apply(params, v)[0])(x))
+        # He init through eight residual blocks gives logits in the hundreds, a softmax of 1 at
+        # every position and an empty map: scale fc so that the logits' spread is 2
+        scale = 2 / logits.std()
+        params = {**params, "fc": {leaf: v * scale for leaf, v in params["fc"].items()}}
+        predicted = logits.argmax(-1)
         case_rows, note = bench(f"resnet18 224 (random), 16x16, {n} image(s)", model, params, x, predicted,
                                 PATCH_RESNET, PATCH_RESNET, [(1, 4), (1, 8), (1, 16)], args.memory_budget)
         rows, notes = rows + case_rows, notes + [note]
