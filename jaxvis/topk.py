@@ -548,6 +548,11 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
     tops, lefts = field.start[0] + rows * field.jump[0], field.start[1] + cols * field.jump[1]
     h, w = model.input_shape[:2]
     inside = (tops >= 0) & (lefts >= 0) & (tops + field.size[0] <= h) & (lefts + field.size[1] <= w)
+    if not isinstance(model, Wrapped) and any(len(inputs) > 1 for inputs in model.sources.values()):
+        # Removing every padding (field_model) is exact along a chain only: over an addition
+        # a padded branch would shrink and its shortcut not. Graphs run every unit on a
+        # window of the image with its paddings (window_model), also exact.
+        inside[:] = False
 
     def normalized(ids):
         batch = np.stack([np.asarray(images[int(i)][0] if isinstance(images[int(i)], tuple) else images[int(i)])
@@ -571,7 +576,7 @@ def project_top_k(model: Model, params: Params, images, top: TopK, layer: str, m
             whole = _project_units(model, params, x, chan[padded], rows[padded], cols[padded], layer, rule)
             out[part] = np.asarray(crop(whole, tops[padded], lefts[padded]))[:len(part)]
         return _patches(maps, out, patches, tops, lefts, field, channels, k, model.input_shape[2])
-    small = field_model(model, layer) if inside.any() else window_model(model, layer)  # unneeded, and unbuildable over an addition
+    small = field_model(model, layer) if inside.any() else window_model(model, layer)
     head = {name: params[name] for name in small.names if name in params}  # the truncated networks' parameters
     for part, padded in chunks(np.flatnonzero(inside), small):
         crops = crop(normalized(image_ids[padded]), tops[padded], lefts[padded])

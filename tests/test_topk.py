@@ -3,6 +3,7 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import rel_err
@@ -382,3 +383,30 @@ BAD_INPUTS = [
 def test_bad_input_is_a_value_error_saying_expected_and_given(bad, call, message):
     with pytest.raises(ValueError, match=message):
         call(bad)
+
+
+def test_project_top_k_on_a_residual_network_equals_project_cropped():
+    """Over an addition the padding-free field network would misalign a branch and its
+    shortcut: a graph's units run on windows with paddings. Oracle: ``project`` on the whole
+    image with the unit selected, cropped to the unit's receptive field."""
+    model = models.build("resnet18", width=8, num_classes=10, input_size=64)
+    params = model.init(jax.random.key(0))
+    x = np.random.default_rng(0).normal(size=(3, 64, 64, 3)).astype(np.float32)
+    x[0] = 0  # image 0 textured in the centre only, so strong units lie inside and across the border
+    x[0, 16:48, 16:48] = 3 * np.random.default_rng(1).normal(size=(32, 32, 3))
+    x = jnp.asarray(x)
+    layer = "layer1.0.relu"  # 27 px fields: some inside the 64 px image, some across its border
+    top = topk.top_k(model, params, [x], layer, k=3, one_per_image=True)
+    patches = topk.project_top_k(model, params, x, top, layer, maps=[1, 6], rule="guided")
+    field, inside = model.receptive_field(layer), 0
+    for m, c in enumerate([1, 6]):
+        for r in range(3):
+            i, row, col = (int(np.asarray(a)[c, r]) for a in (top.image, top.row, top.col))
+            whole = np.asarray(project(model, params, x[i], layer, Select.unit(c, row, col), rule="guided"))
+            t, l = field.start[0] + row * field.jump[0], field.start[1] + col * field.jump[1]
+            inside += t >= 0 and l >= 0 and t + field.size[0] <= 64 and l + field.size[1] <= 64
+            padded = np.pad(whole, ((field.size[0],) * 2, (field.size[1],) * 2, (0, 0)))
+            want = padded[t + field.size[0]:t + 2 * field.size[0], l + field.size[1]:l + 2 * field.size[1]]
+            assert np.abs(want).max() > 0
+            assert np.abs(patches.projection[m, r] - want).max() <= 1e-5 * np.abs(want).max()
+    assert 0 < inside < 6  # both kinds of unit were projected
