@@ -96,9 +96,9 @@ def test_deconvnet_cli_with_limit_projects_the_images_top_k_saw(tmp_path, sample
     seen = {}
     project = topk.project_top_k
 
-    def spy(model, params, images, top, layer, **kw):
+    def spy(model, params, images, top, layer, *args, **kw):
         seen["images"], seen["top"] = images, top
-        return project(model, params, images, top, layer, **kw)
+        return project(model, params, images, top, layer, *args, **kw)
 
     monkeypatch.setattr(topk, "project_top_k", spy)
     deconvnet_cli.main(["--checkpoint", CHECKPOINT, "--layer", "relu2", "--limit", "50", "--maps", "2",
