@@ -263,6 +263,11 @@ def main(argv=None) -> None:
         case_rows, note = bench_mnist(args.quick, images, labels, device, args.memory_budget, args.mnist_subset)
         rows += case_rows
         notes.append(note)
+    print_table(rows, notes)
+
+
+def print_table(rows: list[str], notes: list[str]) -> None:
+    """The machine's load, then the markdown table of ``rows`` and the ``notes`` below it."""
     print(f"load after: {uptime()}\n")
     print("| case | method | grid | positions | seconds | positions/s | vs Captum | vs full | SSIM vs exact |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench_occlusion import ROOT, approximate, captum_rate, jax_rate, table_rows, uptime
+from bench_occlusion import ROOT, approximate, captum_rate, jax_rate, print_table, table_rows, uptime
 from jaxvis import checkpoint, data, models, weights
 
 PATCH_RESNET, PATCH_MNIST = 16, 4
@@ -92,12 +92,7 @@ def main(argv=None) -> None:
         case_rows, note = bench(f"mnist_resnet 28, 4x4, {n} digits", model, params, x, labels[:n], PATCH_MNIST, 1,
                                 [(1, 625), (4, 128), (16, 32)], args.memory_budget)
         rows, notes = rows + case_rows, notes + [note]
-    print(f"load after: {uptime()}\n")
-    print("| case | method | grid | positions | seconds | positions/s | vs Captum | vs full | SSIM vs exact |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
-    print()
-    print("\n".join(notes))
+    print_table(rows, notes)
 
 
 if __name__ == "__main__":

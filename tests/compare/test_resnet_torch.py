@@ -20,21 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import captum.attr as captum_attr
 import torch
 from torch import nn
 
 from jaxvis import models, weights
 from jaxvis.project import Select, project
+from test_torch import CAPTUM, TOL, rel
 
-TOL = 1e-4
-CAPTUM = {"gradient": captum_attr.NeuronGradient, "deconvnet": captum_attr.NeuronDeconvolution,
-          "guided": captum_attr.NeuronGuidedBackprop}
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
 class BasicBlock(nn.Module):
