@@ -194,19 +194,19 @@ class Walk:
     Args:
       relu: the rule's ReLU; None for an analysis walk (no values are computed).
       params: the parameter paths, one per leaf, in the order of the jaxpr's first inputs.
-      replace: layer outputs (by layer index, in the traced layout) used in place of the
-        computed ones, downstream of the layer; needs ``steps``.
+      at: deltas (by layer index, in the traced layout) added to layers' outputs before
+        the layers above read them; needs ``steps``.
       steps: per layer, how many equations its output passes (its conv or product, bias,
         reshapes), as an analysis walk counted them in ``Found.steps``.
     """
 
-    def __init__(self, relu: Callable | None, params: Sequence[str | None], replace: dict | None = None,
+    def __init__(self, relu: Callable | None, params: Sequence[str | None], at: dict | None = None,
                  steps: Sequence[int] = ()):
         self.relu = relu
         self.params = list(params)
         self.found: list[Found] = []
         self.values: dict[int, jax.Array] = {}
-        self.replace = dict(replace or {})  # layer index -> the value its output takes instead
+        self.at = dict(at or {})  # layer index -> the delta added to its output
         self.last_step = list(steps)  # per layer, how many equations its output passes (from the analysis)
         self.relus = 0
         self.obstacles: list[Obstacle] = []
@@ -311,15 +311,15 @@ class Walk:
 
     def keep(self, info: Info, value, var):
         """Record ``value`` as the output of the layer ``info`` names (along a layer's
-        bias and reshapes, the last one wins); returns the value to go on with, which is
-        the replacement at the layer's last step."""
+        bias and reshapes, the last one wins); returns the value to go on with, which at
+        the layer's last step has ``at``'s delta added."""
         if info.layer is None or self.quiet:
             return value
         found = self.found[info.layer]
         found.info, found.shape = info, tuple(var.aval.shape)
         found.steps += 1
-        if info.layer in self.replace and found.steps == self.last_step[info.layer]:
-            value = self.replace[info.layer]
+        if info.layer in self.at and found.steps == self.last_step[info.layer]:
+            value = value + self.at[info.layer]
         if self.evaluate:
             self.values[info.layer] = value
         return value

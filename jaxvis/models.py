@@ -492,7 +492,7 @@ class Model:
         return init
 
     def apply(self, params: Params, x, rule: str = "gradient", train: bool = False,
-              rng: jax.Array | None = None, until: str | None = None):
+              rng: jax.Array | None = None, until: str | None = None, at: Mapping[str, Any] | None = None):
         """Forward pass. Returns ``(logits, trace)``.
 
         Args:
@@ -504,6 +504,11 @@ class Model:
           train: dropout on (needs ``rng``), batch norm on the batch's statistics
             (the updated running statistics are in ``trace.state``).
           until: stop after this layer; the first output is then that layer's output.
+          at: ``{layer: delta}``, added to the layer's output (``(N, *shapes[layer])``)
+            before the layers above read it, and in the trace. With zeros the values are
+            unchanged and the derivative with respect to ``delta`` is ``dS/dA``, the
+            output's with respect to the layer's maps ``A``, also across skip
+            connections (see :func:`check_at`).
         """
         self.check_params(params)
         _checks.images(x, self.input_shape)
@@ -512,21 +517,40 @@ class Model:
         relu_fn = rules.get(rule)
         if until is not None:
             self.check_layer(until)
-        return self.run(params, {INPUT: x}, K.Run(relu_fn, train, rng), until=until)
+        check_at(self, at, np.shape(x)[0])
+        return self.run(params, {INPUT: x}, K.Run(relu_fn, train, rng), until=until, at=at)
 
-    def run(self, params: Params, values: dict, run: K.Run, after: str | None = None, until: str | None = None):
+    def run(self, params: Params, values: dict, run: K.Run, after: str | None = None, until: str | None = None,
+            at: Mapping[str, Any] | None = None):
         """The layers after ``after`` (default: all) up to ``until`` (default: the last),
         unchecked, given in ``values`` the outputs they read from before ``after``
-        (``{"input": x}`` for the whole network). Returns ``(output, trace)``."""
+        (``{"input": x}`` for the whole network), with ``at``'s deltas added to their
+        layers' outputs. Returns ``(output, trace)``."""
         activations, start = {}, 0 if after is None else self.names.index(after) + 1
         for i, layer in enumerate(self.layers[start:], start):
             run.index = i
             x = layer.forward(params.get(layer.name), tuple(activations[n] if n in activations else values[n]
                                                              for n in self.sources[layer.name]), run)
+            if at and layer.name in at:
+                x = x + at[layer.name]
             activations[layer.name] = x
             if layer.name == until:
                 break
         return x, Trace(activations, run.switches, run.state)
+
+
+def check_at(model, at: Mapping[str, Any] | None, batch: int) -> None:
+    """Raise unless ``at`` maps layers of ``model`` to deltas of their outputs' shape
+    ``(batch, *model.shapes[layer])`` (reads shapes only: works under jit)."""
+    if at is None:
+        return
+    if not isinstance(at, Mapping):
+        raise ValueError(f"at must be a dict {{layer: delta}}, got {type(at).__name__}")
+    for name, delta in at.items():
+        model.check_layer(name)
+        expected = (batch, *model.shapes[name])
+        if tuple(np.shape(delta)) != expected:
+            raise ValueError(f"at[{name!r}] must have the layer's output shape {expected}, got {np.shape(delta)}")
 
 
 # ---------------------------------------------------------------------------------------

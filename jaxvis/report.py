@@ -17,6 +17,9 @@
 - ``class_model`` and ``inversion`` (optional): the class model of the predicted (or a
   named) class (Simonyan, Yosinski presets) and feature inversion (Mahendran & Vedaldi).
 
+The network is a jaxvis model or any JAX network through :func:`jaxvis.wrap`; a section
+a network cannot have (:func:`unavailable`) is left out, and the page says why.
+
 Every figure and every section's record is written atomically, and the page is rewritten
 after each section, so a run stopped by an error keeps what it wrote. A section whose
 record holds the same settings (network, photo content, the section's options) and whose
@@ -47,6 +50,7 @@ from jaxvis.plots import occlusion as occlusion_plots
 from jaxvis.plots import report as report_plots
 from jaxvis.plots import saliency as saliency_plots
 from jaxvis.project import Select, project_strongest, strongest_map
+from jaxvis.wrap import Wrapped
 
 SECTIONS = ("predictions", "projections", "transforms", "occlusion", "saliency", "class_model", "inversion")
 TITLES = {"predictions": "Top predictions", "projections": "Strongest map of each layer, projected",
@@ -102,14 +106,15 @@ class Network:
     """The network a report explains.
 
     Attributes:
-      model, params: the network.
+      model, params: the network: a jaxvis model, or any JAX network through
+        :func:`jaxvis.wrap` (see :func:`unavailable` for what such a page leaves out).
       source: where the weights came from, shown on the page and part of every
         section's settings (a changed source recomputes everything).
       random: the weights are random (the page says so prominently).
       names: the names of its classes (:class:`jaxvis.classes.ClassNames`).
     """
 
-    model: Model
+    model: Model | Wrapped
     params: Params
     source: str
     random: bool
@@ -129,6 +134,14 @@ def random_network(name: str, input_size=None, seed: int = 0, preset: str = "tor
 def spatial_layers(model: Model) -> tuple[str, ...]:
     """Every rectified conv layer and pooling layer with spatial maps, in network order."""
     return tuple(n for n in model.fields if model.layer(n).rectifier or model.layer(n).pooling)
+
+
+def unavailable(model: Model | Wrapped) -> dict[str, str]:
+    """The sections ``model`` cannot have, each with the sentence the page gives instead."""
+    if isinstance(model, Wrapped):
+        return {"occlusion": f"{model.name} is a wrapped network, and occlusion sweeps do not take wrapped "
+                             "networks yet"}
+    return {}
 
 
 def check(network: Network, settings: Settings) -> None:
@@ -186,7 +199,9 @@ def strongest_projections(model: Model, params: Params, x_NHWC, layers: tuple[st
       on its unit's receptive field only (exact: outside it a projection is zero), so a
       layer-1 unit costs a few pixels, not a backward pass through the whole network;
     - the deeper layers, whose fields cover most of the image anyway, share one forward
-      pass to the deepest of them and run one backward pass each, vmapped, in one program.
+      pass to the deepest of them and run one backward pass each, vmapped, in one program;
+      so do all layers of a wrapped model (:func:`jaxvis.wrap`), which has no layer tuple
+      to cut down to a field.
 
     Returns:
       ``(projections_NLHWC, channels_NL, rows_NL, cols_NL)``: the projections, the
@@ -194,7 +209,8 @@ def strongest_projections(model: Model, params: Params, x_NHWC, layers: tuple[st
     """
     x_NHWC = np.asarray(x_NHWC)
     n, (h, w, depth) = len(x_NHWC), model.input_shape
-    shared = tuple(layer for layer in layers if max(model.fields[layer].size) >= shared_from * min(h, w))
+    shared = tuple(layer for layer in layers
+                   if isinstance(model, Wrapped) or max(model.fields[layer].size) >= shared_from * min(h, w))
     windowed = [layer for layer in layers if layer not in shared]
     projections = np.zeros((n, len(layers), h, w, depth), np.float32)
     where = np.zeros((3, n, len(layers)), np.int32)
@@ -312,7 +328,8 @@ def _projections(network: Network, settings: Settings, x_HWC, probs_K) -> _Part:
     text = (f"<p>Rule: <b>{settings.rule}</b>. Each layer's strongest map keeps only its strongest unit; the "
             "projection is shown over the whole image (grey is zero) and zoomed on that unit's receptive "
             "field (red box).</p>{projections}")
-    data = {"layers": list(layers), "channels": channels.tolist(), "rows": rows.tolist(), "cols": cols.tolist()}
+    data = {"layers": list(layers), "channels": channels.tolist(), "rows": rows.tolist(), "cols": cols.tolist(),
+            "largest": np.abs(proj).max(axis=(1, 2, 3)).tolist()}
     return _Part(text, {"projections": (fig, alt)}, data)
 
 
@@ -346,8 +363,9 @@ def _occlusion(network: Network, settings: Settings, x_HWC, probs_K) -> _Part:
     label = int(np.argmax(probs_K))
     layer = figures.last_spatial_relu(model)
     x_1HWC = jnp.asarray(x_HWC)[None]
+    method = "full" if isinstance(model, Wrapped) else settings.occlusion_method  # incremental needs a tuple
     maps = occlusion.sweep(model, network.params, x_1HWC, [label], settings.patch, settings.stride, layer=layer,
-                           method=settings.occlusion_method)
+                           method=method)
     heat_HW = maps.attribution_NHW[0]
     if settings.smooth > 0:
         heat_HW = np.asarray(synthesis.blur(jnp.asarray(heat_HW)[..., None], settings.smooth))[..., 0]
@@ -362,7 +380,7 @@ def _occlusion(network: Network, settings: Settings, x_HWC, probs_K) -> _Part:
     data = {"label": label, "drop": float(worst["drop"][0]), "row": float(worst["row"][0]),
             "col": float(worst["col"][0]), "positions": int(maps.prob_NPQ[0].size)}
     text = (f"<p>A grey (mean colour) {settings.patch}px square at stride {settings.stride} "
-            f"({data['positions']} positions, {settings.occlusion_method} inference). Covering the part centred at "
+            f"({data['positions']} positions, {method} inference). Covering the part centred at "
             f"row {data['row']:.0f}, column {data['col']:.0f} lowers p({html.escape(name)}) most, by "
             f"{data['drop']:.3f}.</p>" "{heat}{fig7}")
     return _Part(text, {"heat": (heat, f"occlusion heat map of {name} over the photo"),
@@ -374,15 +392,23 @@ def _saliency(network: Network, settings: Settings, x_HWC, probs_K) -> _Part:
     model, params = network.model, network.params
     label = int(np.argmax(probs_K))
     x_1HWC = jnp.asarray(x_HWC)[None]
-    cam = saliency.grad_cam(model, params, x_1HWC, label, upsample="bilinear")[0]
-    maps = {"gradient (Simonyan)": saliency_plots.scaled(saliency.saliency(model, params, x_1HWC, label)[0]),
-            "guided backprop": plots.centred(saliency.gradients(model, params, x_1HWC, label, "guided")[0]),
-            f"Grad-CAM ({saliency.cam_layer(model)})": saliency_plots.scaled(cam),
-            "guided Grad-CAM": plots.centred(saliency.guided_grad_cam(model, params, x_1HWC, label)[0])}
+    attributions = {  # maps (H, W) and signed attributions (H, W, C)
+        "gradient (Simonyan)": saliency.saliency(model, params, x_1HWC, label)[0],
+        "guided backprop": saliency.gradients(model, params, x_1HWC, label, "guided")[0],
+        f"Grad-CAM ({saliency.cam_layer(model)})": saliency.grad_cam(model, params, x_1HWC, label,
+                                                                    upsample="bilinear")[0],
+        "guided Grad-CAM": saliency.guided_grad_cam(model, params, x_1HWC, label)[0]}
+    maps = {method: plots.centred(a) if a.ndim == 3 else saliency_plots.scaled(a) for method, a in attributions.items()}
+    peaks = {}  # where each map (the largest magnitude over channels) is largest, and its value
+    for method, a in attributions.items():
+        map_HW = np.asarray(saliency.to_map(a) if a.ndim == 3 else a)
+        row, col = np.unravel_index(int(np.argmax(map_HW)), map_HW.shape)
+        peaks[method] = [int(row), int(col), float(map_HW[row, col])]
     name = network.names.name(label)
     fig = report_plots.row(plots.pixels(model, x_HWC), maps, f"saliency of {name}")
     text = f"<p>Of the predicted class, {html.escape(name)} (from the gradient of its logit).</p>" "{saliency}"
-    return _Part(text, {"saliency": (fig, f"{', '.join(maps)} of {name}")}, {"label": label, "methods": list(maps)})
+    return _Part(text, {"saliency": (fig, f"{', '.join(maps)} of {name}")},
+                 {"label": label, "methods": list(maps), "peaks": peaks})
 
 
 def _target(settings: Settings, probs_K) -> int:
@@ -538,6 +564,9 @@ def page(network: Network, settings: Settings, photos: Sequence[dict]) -> str:
     off = [TITLES[s] for s in SECTIONS if s not in settings.sections]
     if off:
         parts.append(f"<p>Sections not computed: {html.escape(', '.join(off))}.</p>")
+    for section, why in unavailable(model).items():
+        if section in settings.sections:
+            parts.append(f'<p class="note">{TITLES[section]} is left out: {html.escape(why)}.</p>')
     parts.append("<nav><b>Photos:</b> " + " · ".join(
         f'<a href="#{p["id"]}">{html.escape(Path(str(p["path"])).name)}</a>' for p in photos) + "</nav>")
     for p in photos:
@@ -575,11 +604,12 @@ def write(network: Network, pixels_NHWC, paths: Sequence[str], out, settings: Se
     if len(paths) != len(pixels_NHWC):
         raise ValueError(f"one path per photo: got {len(paths)} paths for {len(pixels_NHWC)} photos")
     notes = [list(n) for n in notes] if notes is not None else [[] for _ in paths]
+    sections = [s for s in settings.sections if s not in unavailable(model)]
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     x_NHWC = np.asarray(model.normalize(pixels_NHWC))
     done: list[dict] = []
-    bar = tqdm(total=len(paths) * len(settings.sections), unit="section", disable=not progress)
+    bar = tqdm(total=len(paths) * len(sections), unit="section", disable=not progress)
     with bar:
         for photo_id, path, x_HWC, photo_notes in zip(photo_ids(paths), paths, x_NHWC, notes):
             digest = hashlib.sha256(x_HWC.tobytes()).hexdigest()[:16]
@@ -590,7 +620,7 @@ def write(network: Network, pixels_NHWC, paths: Sequence[str], out, settings: Se
                      "thumbnail": _img(folder, thumb, f"the photo {Path(str(path)).name} as the network sees it")}
             done.append(entry)
             probs_K = np.asarray(probabilities(model, network.params, x_HWC[None])[0])
-            for section in settings.sections:
+            for section in sections:
                 bar.set_description(f"{photo_id}: {section}")
                 entry["sections"][section] = _run_section(network, settings, section, folder, photo_id, x_HWC,
                                                           probs_K, digest)["html"]

@@ -251,17 +251,28 @@ UPSAMPLING = ("bilinear", "nearest")
 
 
 def cam_layer(model: Model) -> str:
-    """Grad-CAM's default layer: the last convolution's output, rectified when a ReLU
-    follows it. This is the authors' choice (their code takes ``relu5_3`` of VGG-16,
-    ``relu5_4`` of VGG-19 and ``relu5`` of AlexNet; torchvision VGG-16's ``features[29]``).
+    """Grad-CAM's default layer: the output of the last convolutional stage. That is the
+    last convolution with spatial maps and, in network order after it, the layers that
+    keep its maps without a sliding window (batch norm, ReLU, a residual addition and its
+    ReLU), up to the first pool, flatten or dense layer.
+
+    This is the authors' choice for plain networks (their code takes ``relu5_3`` of
+    VGG-16, ``relu5_4`` of VGG-19 and ``relu5`` of AlexNet; torchvision VGG-16's
+    ``features[29]``) and the usual one on ResNets, the last block's output after its
+    addition and ReLU (torchvision's ``model.layer4[-1]``). Models and wrapped models
+    alike: it reads only layer names, shapes, receptive fields and the layers' flags.
     """
-    convs = [layer.name for layer in model.layers if layer.convolution and len(model.shapes[layer.name]) == 3]
+    spatial = [name for name in model.names if name in model.fields]
+    convs = [name for name in spatial if model.layer(name).convolution]
     if not convs:
         raise ValueError(f"{model.name} has no convolution with spatial maps for Grad-CAM's default layer; give "
-                         f"layer=, one of {sorted(model.fields, key=model.names.index)}")
-    after = model.names.index(convs[-1]) + 1
-    rectified = after < len(model.layers) and model.layers[after].rectifier
-    return model.names[after] if rectified else convs[-1]
+                         f"layer=, one of {spatial}")
+    chosen = convs[-1]
+    for name in model.names[model.names.index(chosen) + 1:]:
+        if name not in model.fields or model.layer(name).windowed or model.shapes[name] != model.shapes[chosen]:
+            break
+        chosen = name
+    return chosen
 
 
 def _interpolation_matrix(size_out: int, size_in: int, mode: str) -> np.ndarray:
@@ -367,21 +378,21 @@ def _cam_arguments(model, x_NHWC, classes, layer, upsample, memory_budget, guide
 def _grad_cam(model, params, x_NHWC, classes_NK, layer, upsample, chunk, guided):
     """Grad-CAM maps ``(N, K, h, w)``, or guided Grad-CAM ``(N, K, H, W, C)``.
 
-    The network is split after ``layer`` (as the authors' code splits it): the head's
-    forward pass runs once; the tail, a model whose input is ``layer``'s maps, is
-    differentiated per class. Guided backpropagation chains the tail's guided pullback
-    and the head's, which is ``jax.vjp`` of the whole network with the guided rule.
+    ``dS/dA`` is the derivative with respect to a zero delta added at ``layer``
+    (``apply``'s ``at``): the input is not differentiated, so each class's backward pass
+    stops at the layer, and the same forward pass gives the maps ``A``. Guided
+    backpropagation is ``jax.vjp`` of the whole network with the guided rule (its
+    forward values equal the first pass's, which XLA computes once).
     """
+    zeros_NHWC = jnp.zeros((x_NHWC.shape[0], *model.shapes[layer]), x_NHWC.dtype)
+
+    def forward(delta_NHWC):
+        logits_NC, trace = model.apply(params, x_NHWC, at={layer: delta_NHWC})
+        return logits_NC, trace.activations[layer]
+
+    logits_NC, pullback, maps_NHWC = jax.vjp(forward, zeros_NHWC, has_aux=True)
     if guided:
-        maps_NHWC, head_pullback = jax.vjp(lambda x: model.apply(params, x, rule="guided", until=layer)[0], x_NHWC)
-    else:
-        maps_NHWC = model.apply(params, x_NHWC, until=layer)[0]
-    split = model.names.index(layer) + 1
-    tail = Model(f"{model.name} after {layer}", model.layers[split:], model.shapes[layer])
-    tail_params = {name: params[name] for name in tail.names if name in params}
-    logits_NC, pullback = jax.vjp(lambda a: tail.apply(tail_params, a)[0], maps_NHWC)
-    if guided:
-        _, guided_pullback = jax.vjp(lambda a: tail.apply(tail_params, a, rule="guided")[0], maps_NHWC)
+        _, guided_pullback = jax.vjp(lambda x: model.apply(params, x, rule="guided")[0], x_NHWC)
 
     def per_class(onehot_NC):
         (grads_NHWC,) = pullback(onehot_NC)
@@ -390,7 +401,7 @@ def _grad_cam(model, params, x_NHWC, classes_NK, layer, upsample, chunk, guided)
             cam_NHW = interpolate(cam_NHW, x_NHWC.shape[1:3], upsample)
         if not guided:
             return cam_NHW
-        (guided_NHWC,) = head_pullback(*guided_pullback(onehot_NC))
+        (guided_NHWC,) = guided_pullback(onehot_NC)
         return guided_NHWC * cam_NHW[..., None]
 
     onehot_KNC = jax.nn.one_hot(classes_NK.T, logits_NC.shape[-1], dtype=logits_NC.dtype)

@@ -2,10 +2,10 @@
 
 ``wrap(apply_fn, params, x_example)`` traces ``apply_fn(params, x_NHWC) -> logits_NK`` to a
 jaxpr and returns a :class:`Wrapped`, which offers what jaxvis's methods read from a
-:class:`~jaxvis.models.Model`: ``apply(params, x, rule, until) -> (logits, trace)``,
-layer ``names``, ``shapes``, receptive ``fields``, ``normalize``, ``check_layer``,
-``check_params``. :func:`wrap_linen`, :func:`wrap_nnx` and :func:`wrap_equinox` adapt a
-framework's module to that call.
+:class:`~jaxvis.models.Model`: ``apply(params, x, rule, until, at) -> (logits, trace)``,
+layer ``names``, ``shapes``, receptive ``fields``, ``layer(name)`` (its kind's flags),
+``normalize``, ``check_layer``, ``check_params``. :func:`wrap_linen`, :func:`wrap_nnx`
+and :func:`wrap_equinox` adapt a framework's module to that call.
 
 Rules (Zeiler & Fergus Sec. 2.1; Springenberg et al. 2015) without hooks: every ReLU on
 the input's path, ``jax.nn.relu`` or ``jnp.maximum(x, 0)``, also inside nested ``jit``,
@@ -32,6 +32,7 @@ input's rows and columns can be followed to the layer.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis import _checks, _jaxpr, rules
-from jaxvis.models import Model, ReceptiveField, Trace
+from jaxvis.models import Model, ReceptiveField, Trace, check_at
 
 _TRACE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
                  jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError)
@@ -74,6 +75,37 @@ def _dtype(v) -> np.dtype:
 def _signature(params) -> tuple:
     leaves, treedef = jax.tree_util.tree_flatten(params)
     return treedef, tuple((tuple(np.shape(v)), _dtype(v)) for v in leaves)
+
+
+@dataclasses.dataclass(frozen=True)
+class WrappedLayer:
+    """One layer of a wrapped network (:meth:`Wrapped.layer`): its name, kind (``conv``,
+    ``dense``, ``relu``, ``pool``, ``avgpool``, ``flatten``, ``add``), output shape per
+    example, receptive field (None where none was derived) and, for conv and pool layers,
+    ``geometry``: kernel, stride, padding (convolutions: also dilation, groups, features).
+    Its flags answer as a :class:`jaxvis.kinds.Layer`'s do."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    field: ReceptiveField | None
+    geometry: dict
+
+    @property
+    def rectifier(self) -> bool:
+        return self.kind == "relu"
+
+    @property
+    def pooling(self) -> bool:
+        return self.kind == "pool"
+
+    @property
+    def convolution(self) -> bool:
+        return self.kind == "conv"
+
+    @property
+    def windowed(self) -> bool:
+        return self.kind in ("conv", "pool", "avgpool")
 
 
 class Wrapped:
@@ -155,11 +187,11 @@ class Wrapped:
             raise ValueError(f"layer {name!r} of {self.name} {why}; layers with a receptive field: "
                              f"{[n for n in self.names if n in self.fields]}")
 
-    def layer(self, name: str) -> dict:
+    def layer(self, name: str) -> WrappedLayer:
         """A layer's kind, shape, receptive field and (conv, pool) geometry."""
         self.check_layer(name)
-        return dict(name=name, kind=self.kinds[name], shape=self.shapes[name], field=self.fields.get(name),
-                    **self.geometry.get(name, {}))
+        return WrappedLayer(name, self.kinds[name], self.shapes[name], self.fields.get(name),
+                            self.geometry.get(name, {}))
 
     def receptive_field(self, name: str) -> ReceptiveField:
         self.check_layer(name, spatial=True)
@@ -168,8 +200,8 @@ class Wrapped:
     @property
     def layers(self):
         raise ValueError(f"{self.name} is a wrapped function, not a jaxvis layer tuple: this method needs the "
-                         "tuple (Grad-CAM's split, incremental occlusion, receptive-field crops through a "
-                         "padding-free copy); see jaxvis.wrap for what wrapped models support")
+                         "tuple (incremental occlusion, receptive-field crops through a padding-free copy); see "
+                         "jaxvis.wrap for what wrapped models support")
 
     # --- normalization ------------------------------------------------------------------
     def normalize(self, pixels):
@@ -241,26 +273,23 @@ class Wrapped:
 
         ``trace.activations`` maps each layer name to its output (NHWC for maps);
         ``trace.switches`` is empty (the pools' VJP holds them). With ``until``, the first
-        output is that layer's output. ``at`` maps layer names to outputs (shaped as the
-        trace's) that replace the computed ones downstream: the rest of the network as a
-        function of a layer's maps, the input held fixed (Grad-CAM's ``dS/dA``, also across
-        skip connections).
+        output is that layer's output. ``at`` maps layer names to deltas shaped as the
+        trace's outputs, added to them before the layers above read them, as in
+        :meth:`jaxvis.models.Model.apply`: the derivative with respect to a zero delta is
+        Grad-CAM's ``dS/dA`` (also across skip connections).
         """
         self.check_params(params)
         _checks.images(x, self.input_shape)
         self.check_rule(rule)
         if until is not None:
             self.check_layer(until)
-        replace = {}
-        for name, value in (at or {}).items():
-            self.check_layer(name)
-            expected = (np.shape(x)[0], *self.shapes[name])
-            if tuple(np.shape(value)) != expected:
-                raise ValueError(f"at[{name!r}] must have the layer's output shape {expected}, got {np.shape(value)}")
+        check_at(self, at, np.shape(x)[0])
+        deltas = {}
+        for name, delta in (at or {}).items():
             i = self.names.index(name)
-            replace[i] = value if self._perms[i] is None else jnp.transpose(value, np.argsort(self._perms[i]))
+            deltas[i] = delta if self._perms[i] is None else jnp.transpose(delta, np.argsort(self._perms[i]))
         closed = self._jaxpr(params, x)
-        walk = _jaxpr.Walk(rules.get(rule), self._param_names, replace, self._steps)
+        walk = _jaxpr.Walk(rules.get(rule), self._param_names, deltas, self._steps)
         (logits,) = walk.run(closed, [*jax.tree_util.tree_leaves(params), x])
         if tuple(f.kind for f in walk.found) != self._kinds:
             raise ValueError(f"apply_fn traces to other layers for images of shape {tuple(np.shape(x))} than for "

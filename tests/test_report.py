@@ -5,21 +5,25 @@ import re
 import sys
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import rel_err
 from PIL import Image
 
 from jaxvis import classes, images, models, project, report, weights
 from jaxvis.analysis import invariance
 from jaxvis.models import IMAGENET_MEAN, IMAGENET_STD, Model, conv, dense, flatten, max_pool, relu
 from jaxvis.project import Select
+from jaxvis.wrap import wrap_linen
 
 MODEL = Model("tiny", (conv("conv1", 4, 3, padding=1), relu("relu1"), max_pool("pool1"),
                        conv("conv2", 8, 3, padding=1), relu("relu2"), max_pool("pool2"), flatten(), dense("fc", 10)),
               (32, 32, 3), IMAGENET_MEAN, IMAGENET_STD)
 CHEAP = report.Settings(patch=8, stride=8)
+SETTINGS = report.Settings(sections=report.SECTIONS, patch=8, stride=8, invert=("relu2",), synthesis_steps=2)
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +42,68 @@ def photos():
 @pytest.fixture(scope="module")
 def written(network, photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    settings = report.Settings(sections=report.SECTIONS, patch=8, stride=8, invert=("relu2",), synthesis_steps=2)
-    report.write(network, photos, ["in/cat.jpg", "other/cat.png"], out, settings, notes=[["converted from RGBA"], []],
+    report.write(network, photos, ["in/cat.jpg", "other/cat.png"], out, SETTINGS, notes=[["converted from RGBA"], []],
                  progress=False)
     return out
 
 
 def _record(out, photo, section):
     return json.loads((out / photo / f"{section}.json").read_text())["result"]
+
+
+class TinyLinen(nn.Module):
+    """MODEL as a Flax linen module: with MODEL's params as its variables, the same network."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.max_pool(nn.relu(nn.Conv(4, (3, 3), padding=1, name="conv1")(x)), (2, 2), (2, 2))
+        x = nn.max_pool(nn.relu(nn.Conv(8, (3, 3), padding=1, name="conv2")(x)), (2, 2), (2, 2))
+        return nn.Dense(10, name="fc")(x.reshape(x.shape[0], -1))
+
+
+@pytest.fixture(scope="module")
+def wrapped_written(network, photos, tmp_path_factory):
+    """The first photo's report of MODEL's Flax twin, wrapped (:func:`jaxvis.wrap`), with
+    the tuple's report settings."""
+    model, params = wrap_linen(TinyLinen(), {"params": network.params}, jnp.asarray(photos[:1]), name="tiny",
+                               mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    out = tmp_path_factory.mktemp("wrapped")
+    report.write(report.Network(model, params, network.source, True, network.names), photos[:1], ["in/cat.jpg"],
+                 out, SETTINGS, progress=False)
+    return out
+
+
+def test_a_wrapped_models_report_has_the_tuples_numbers(written, wrapped_written):
+    """Every section a wrapped model has holds the numbers of the same network as a
+    tuple (within 1e-5); the occlusion section is left out with the reason on the page."""
+    page = (wrapped_written / "index.html").read_text()
+    kept = [s for s in report.SECTIONS if s != "occlusion"]
+    assert re.findall(r'<div class="section" id="cat-(\w+)"', page) == kept
+    assert "Occlusion sensitivity is left out: tiny is a wrapped network" in page
+    for src in re.findall(r'src="([^"]+)"', page):
+        assert (wrapped_written / src).is_file()
+    got = {s: _record(wrapped_written, "cat", s)["data"] for s in kept}
+    want = {s: _record(written, "cat", s)["data"] for s in kept}
+
+    def close(a, b):
+        return rel_err(np.asarray(a, float), np.asarray(b, float)) < 1e-5
+
+    assert [t[:2] for t in got["predictions"]["top"]] == [t[:2] for t in want["predictions"]["top"]]
+    assert close([t[2] for t in got["predictions"]["top"]], [t[2] for t in want["predictions"]["top"]])
+    for key in ("layers", "channels", "rows", "cols"):
+        assert got["projections"][key] == want["projections"][key], key
+    assert close(got["projections"]["largest"], want["projections"]["largest"])
+    rows = [(r["variant"], r["class"]) for r in got["transforms"]["table"]]
+    assert rows == [(r["variant"], r["class"]) for r in want["transforms"]["table"]]
+    for key in ("probability", "original_class_probability"):
+        assert close([r[key] for r in got["transforms"]["table"]], [r[key] for r in want["transforms"]["table"]])
+    assert got["saliency"]["methods"] == want["saliency"]["methods"]
+    for method, (row, col, value) in want["saliency"]["peaks"].items():
+        assert got["saliency"]["peaks"][method][:2] == [row, col], method
+        assert close(got["saliency"]["peaks"][method][2], value), method
+    assert got["class_model"]["class"] == want["class_model"]["class"]
+    assert close(list(got["class_model"]["probability"].values()), list(want["class_model"]["probability"].values()))
+    assert close(list(got["inversion"]["errors"].values()), list(want["inversion"]["errors"].values()))
 
 
 def test_page_lists_every_section_of_every_photo_with_sized_images(written):

@@ -273,8 +273,38 @@ def test_default_layer_is_the_authors_choice():
     assert saliency.cam_layer(models.build("vgg16", input_size=32)) == "relu5_3"
     assert saliency.cam_layer(models.build("vgg19", input_size=32)) == "relu5_4"
     assert saliency.cam_layer(models.build("alexnet")) == "relu5"
+    assert saliency.cam_layer(models.build("vgg16_bn", input_size=32)) == "relu5_3"  # past bn5_3
+    assert saliency.cam_layer(models.build("zfnet")) == "relu5"
+    assert saliency.cam_layer(models.build("mnist_cnn")) == "relu4"
     assert saliency.cam_layer(TINY) == "relu1"
     assert saliency.cam_layer(TINY.without("relu1")) == "conv1"
+
+
+@pytest.mark.parametrize("name, block", [("resnet18", "layer4.1"), ("resnet50", "layer4.2")])
+def test_default_layer_of_a_resnet_is_its_last_blocks_output(name, block):
+    """torchvision's convention, ``model.layer4[-1]``: the last block's output, after the
+    addition of the shortcut and the ReLU (the twin's module of that name is checked
+    against Captum in tests/compare/test_gradcam_resnet.py)."""
+    model = models.build(name, input_size=64)
+    assert model.sources[f"{block}.relu"] == (f"{block}.add",)
+    assert saliency.cam_layer(model) == f"{block}.relu"
+
+
+def test_at_adds_its_delta_where_the_layers_above_read_it(tiny):
+    """``apply``'s ``at``: the logits equal the NumPy network's on conv1's maps plus the
+    delta; without ``at`` the traced program is the same as before, with it one addition
+    more."""
+    params, x = tiny
+    delta = np.random.default_rng(0).normal(size=(4, 6, 6, 4)).astype(np.float32)
+    logits, trace = TINY.apply(params, x, at={"conv1": delta})
+    for n in range(4):
+        conv, numpy_logits = numpy_forward(params, x[n])
+        assert rel_err(logits[n], numpy_logits(conv + delta[n])) < 1e-5
+        assert rel_err(trace.activations["conv1"][n], conv + delta[n]) < 1e-5
+    plain = jax.make_jaxpr(lambda p, x: TINY.apply(p, x))(params, x).jaxpr.eqns
+    seam = jax.make_jaxpr(lambda p, x, d: TINY.apply(p, x, at={"conv1": d}))(params, x, delta).jaxpr.eqns
+    assert collections.Counter(e.primitive.name for e in seam) - collections.Counter(
+        e.primitive.name for e in plain) == {"add": 1} and len(seam) == len(plain) + 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,6 +417,12 @@ BAD_INPUTS = [
     ("interpolate: one axis", lambda p, x: saliency.interpolate(np.ones(4), (4, 4)),
      "maps must have at least two axes (..., h, w), got shape (4,)"),
     ("cam_layer: no convolution", lambda p, x: saliency.cam_layer(MLP), "mlp has no convolution"),
+    ("apply: at of another shape", lambda p, x: TINY.apply(p, x, at={"relu1": np.zeros((4, 3, 3, 4))}),
+     "at['relu1'] must have the layer's output shape (4, 6, 6, 4), got (4, 3, 3, 4)"),
+    ("apply: at names no layer", lambda p, x: TINY.apply(p, x, at={"relu3": np.zeros((4, 6, 6, 4))}),
+     "unknown layer of tiny 'relu3'"),
+    ("apply: at not a dict", lambda p, x: TINY.apply(p, x, at=np.zeros((4, 6, 6, 4))),
+     "at must be a dict {layer: delta}, got ndarray"),
 ]
 
 

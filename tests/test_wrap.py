@@ -460,19 +460,115 @@ def test_the_readme_examples_run(example):
     assert out["projection"].shape == out["image"].shape and float(jnp.abs(out["projection"]).max()) > 0
 
 
-def test_at_replaces_a_layer_output_for_grad_cam(five):
-    """``at`` makes the rest of the network a function of a layer's maps: Grad-CAM from it
-    equals the tuple's Grad-CAM (split after the layer)."""
+# ---------------------------------------------------------------------------------------
+# Grad-CAM: the same code path as the tuple's, through ``apply``'s ``at``
+
+
+def pool_first_max(a_NHWC):
+    """2x2 stride-2 max pool in NumPy, and each window's switch: its first maximum."""
+    n, h, w, c = a_NHWC.shape
+    windows = a_NHWC.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(n, h // 2, w // 2, c, 4)
+    return windows.max(-1), windows.argmax(-1)
+
+
+def unpool_first_max(g_NPQC, switches):
+    """The pool's backward pass: each output's signal to its window's switch."""
+    n, p, q, c = g_NPQC.shape
+    out = np.zeros((n, p, q, c, 4))
+    np.put_along_axis(out, switches[..., None], g_NPQC[..., None], -1)
+    return out.reshape(n, p, q, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * p, 2 * q, c)
+
+
+def tiny_grad_cam_by_hand(params, x, classes):
+    """Grad-CAM at relu2 and nearest-upsampled guided Grad-CAM of the tiny CNN for one
+    class per image, forward and backward passes written out in NumPy (float64)."""
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    x = np.asarray(x, np.float64)
+    h1 = conv_same(x, p["conv1"]["kernel"], p["conv1"]["bias"])
+    p1, s1 = pool_first_max(np.maximum(h1, 0))
+    h2 = conv_same(p1, p["conv2"]["kernel"], p["conv2"]["bias"])
+    a = np.maximum(h2, 0)  # relu2: the maps A
+    p2, s2 = pool_first_max(a)
+    z = p2.reshape(len(x), -1) @ p["fc1"]["kernel"] + p["fc1"]["bias"]
+    onehot = np.eye(5)[np.asarray(classes)]
+
+    def down_to_relu2(rule):
+        g = rule_backward(rule, onehot @ p["fc2"]["kernel"].T, z) @ p["fc1"]["kernel"].T
+        return unpool_first_max(g.reshape(p2.shape), s2)
+
+    alpha_NK = down_to_relu2("gradient").mean(axis=(1, 2))
+    cam = np.maximum(np.einsum("nk,nhwk->nhw", alpha_NK, a), 0)
+    g = rule_backward("guided", down_to_relu2("guided"), h2)
+    g = unpool_first_max(conv_same_vjp(g, p["conv2"]["kernel"]), s1)
+    guided = conv_same_vjp(rule_backward("guided", g, h1), p["conv1"]["kernel"])
+    # PyTorch's nearest from 6 to 12 reads source row floor(i / 2)
+    return cam, guided * np.repeat(np.repeat(cam, 2, axis=1), 2, axis=2)[..., None]
+
+
+def test_grad_cam_of_the_tiny_cnn_equals_a_hand_written_one(five):
+    models_, x = five
+    model, params = models_["tuple"]
+    classes = jnp.array([0, 4])
+    want_cam, want_guided = tiny_grad_cam_by_hand(params, x, classes)
+    assert saliency.cam_layer(model) == "relu2" and want_cam.max() > 0 and np.abs(want_guided).max() > 0
+    assert rel_err(saliency.grad_cam(model, params, x, classes), want_cam) < 1e-5
+    assert rel_err(saliency.guided_grad_cam(model, params, x, classes, upsample="nearest"), want_guided) < 1e-5
+
+
+@pytest.mark.parametrize("way", ("linen", "plain"))
+def test_grad_cam_and_guided_grad_cam_of_a_wrapped_model_equal_the_tuple(five, way):
+    """Default layer relu2, and a conv and a pool output; each class of each image."""
+    models_, x = five
+    reference, ref_params = models_["tuple"]
+    model, params = models_[way]
+    assert saliency.cam_layer(model) == saliency.cam_layer(reference) == "relu2"
+    classes = jnp.array([[0, 4], [2, 1]])
+    for layer, upsample in ((None, None), ("conv1", "bilinear"), ("pool1", "nearest")):
+        want = saliency.grad_cam(reference, ref_params, x, classes, layer=layer, upsample=upsample)
+        got = saliency.grad_cam(model, params, x, classes, layer=layer, upsample=upsample)
+        assert float(want.max()) > 0 and rel_err(got, want) < TOL, (layer, rel_err(got, want))
+    want = saliency.guided_grad_cam(reference, ref_params, x, classes)
+    got = saliency.guided_grad_cam(model, params, x, classes)
+    assert float(jnp.abs(want).max()) > 0 and rel_err(got, want) < TOL, rel_err(got, want)
+
+
+def test_grad_cam_across_a_skip_connection_equals_a_hand_written_one():
+    """In a residual block the signal to the block's input arrives through the convolution
+    and the skip; the default layer is the block's output after its ReLU."""
+    x = np.random.default_rng(5).normal(size=(2, 6, 6, 2)).astype(np.float32)
+    module = Residual()
+    variables = jax.jit(module.init)(jax.random.key(2, impl="rbg"), x)
+    model, params = wrap_linen(module, variables, jnp.asarray(x))
+    assert saliency.cam_layer(model) == "relu2"
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+    h1 = conv_same(x.astype(np.float64), p["conv_a"]["kernel"], p["conv_a"]["bias"])
+    r1 = np.maximum(h1, 0)
+    s = conv_same(r1, p["conv_b"]["kernel"], p["conv_b"]["bias"]) + r1
+    r2 = np.maximum(s, 0)
+    classes = np.array([1, 2])
+    g_r2 = p["head"]["kernel"].T[classes].reshape(r2.shape)
+    g_s = rule_backward("gradient", g_r2, s)
+    g_r1 = g_s + conv_same_vjp(g_s, p["conv_b"]["kernel"])
+    for layer, maps, grads in (("relu2", r2, g_r2), ("relu1", r1, g_r1)):
+        want = np.maximum(np.einsum("nk,nhwk->nhw", grads.mean(axis=(1, 2)), maps), 0)
+        got = saliency.grad_cam(model, params, jnp.asarray(x), jnp.asarray(classes), layer=layer)
+        assert want.max() > 0 and rel_err(got, want) < 1e-5, (layer, rel_err(got, want))
+
+
+def test_at_adds_its_delta_to_a_layer_output(five):
+    """``at`` on a wrapped model: the logits of relu2's maps plus a delta are the layers
+    above relu2 run on them, written out in NumPy."""
     models_, x = five
     reference, ref_params = models_["tuple"]
     model, params = models_["equinox"]
-    classes = jnp.array([0, 4])
     maps = model.apply(params, x, until="relu2")[0]
-    _, pullback = jax.vjp(lambda a: model.apply(params, x, at={"relu2": a})[0], maps)
-    (grads,) = pullback(jax.nn.one_hot(classes, 5))
-    cam = jax.nn.relu(jnp.einsum("nc,nhwc->nhw", grads.mean(axis=(1, 2)), maps))
-    want = saliency.grad_cam(reference, ref_params, x, classes, layer="relu2")
-    assert float(want.max()) > 0 and rel_err(cam, want) < TOL
+    delta = jnp.asarray(np.random.default_rng(3).normal(size=maps.shape), jnp.float32)
+    logits, trace = model.apply(params, x, at={"relu2": delta})
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), ref_params)
+    pooled = pool_first_max(np.asarray(maps + delta, np.float64))[0].reshape(len(x), -1)
+    hidden = np.maximum(pooled @ p["fc1"]["kernel"] + p["fc1"]["bias"], 0)
+    want = hidden @ p["fc2"]["kernel"] + p["fc2"]["bias"]
+    assert rel_err(logits, want) < 1e-5 and rel_err(trace.activations["relu2"], maps + delta) < TOL
     with pytest.raises(ValueError, match=r"at\['relu2'\] must have the layer's output shape \(2, 6, 6, 8\)"):
         model.apply(params, x, at={"relu2": maps[0]})
 
@@ -480,10 +576,8 @@ def test_at_replaces_a_layer_output_for_grad_cam(five):
 def test_methods_that_need_the_layer_tuple_refuse_a_wrapped_model(five):
     models_, x = five
     model, params = models_["plain"]
-    with pytest.raises(ValueError, match="is a wrapped function, not a jaxvis layer tuple"):
-        saliency.grad_cam(model, params, x, 0)
-    with pytest.raises(ValueError, match="is a wrapped function, not a jaxvis layer tuple"):
-        occlusion.sweep(model, params, x, np.array([0, 1]), patch=4, stride=4)
+    with pytest.raises(ValueError, match="wrapped"):
+        occlusion.sweep(model, params, x, np.array([0, 1]), patch=4, stride=4, method="incremental")
 
 
 def test_receptive_fields_of_strided_dilated_and_padded_layers_equal_the_tuples():
@@ -507,7 +601,9 @@ def test_receptive_fields_of_strided_dilated_and_padded_layers_equal_the_tuples(
     assert model.names == ("c1", "relu1", "pool1", "c2", "relu2", "flatten1", "d")
     fields = dict(zip(("c1", "r1", "p1", "c2", "r2"), (model.fields[n] for n in model.names[:5])))
     assert fields == {n: reference.fields[n] for n in fields}
-    assert model.layer("c2")["dilation"] == (2, 2) and model.layer("pool1")["stride"] == (2, 2)
+    assert model.layer("c2").geometry["dilation"] == (2, 2) and model.layer("pool1").geometry["stride"] == (2, 2)
+    assert [n for n in model.names if model.layer(n).windowed] == ["c1", "pool1", "c2"]
+    assert [n for n in model.names if model.layer(n).rectifier] == ["relu1", "relu2"]
 
 
 def test_class_models_and_inversion_of_a_wrapped_model_equal_the_tuples(five):
