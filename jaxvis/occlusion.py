@@ -4,8 +4,11 @@ A grey square slides over the image and the network runs once per position. Per
 position :func:`sweep` reads the probability of the true class (Fig. 7d), the most
 probable class (Fig. 7e) and, given a ``layer``, the total activation of that layer's
 map strongest on the unoccluded image (Fig. 7b); per pixel it gives Captum's
-``Occlusion`` attribution. All positions go through vmapped, jitted calls, chunked so
-that peak memory stays under ``memory_budget``.
+``Occlusion`` attribution. Positions run in vmapped batches inside one compiled loop
+per group of images, chunked so that peak memory stays under ``memory_budget``; their
+results stay on the device until the group is done (drill-down ranks its cells there
+too), and the host reads them once. Any JAX network wrapped by :func:`jaxvis.wrap`
+sweeps by full re-inference.
 
 Conventions:
 
@@ -58,6 +61,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 from collections.abc import Callable
 
@@ -323,9 +327,11 @@ def _prepare(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, s
 
 def _full_position(model: Model, layer: str | None, patch: tuple[int, int], params: Params, kept, image_HWC,
                    fill_HWC, channel, start):
-    """The last spatial map (and the feature total) of a full pass over the occluded image."""
-    last = _spatial_layers(model)[-1].name
-    maps, trace = model.apply(params, _occlude(image_HWC, fill_HWC, start, patch)[None], until=last)
+    """A full pass over the occluded image up to the last spatial map (a jaxvis model's
+    dense layers run later, on many positions at once: :func:`_tail`) or to the logits (a
+    wrapped function), and the feature total."""
+    until = _spatial_layers(model)[-1].name if isinstance(model, Model) else None
+    maps, trace = model.apply(params, _occlude(image_HWC, fill_HWC, start, patch)[None], until=until)
     feature = None if layer is None else jnp.take(trace.activations[layer][0], channel, axis=-1).sum()
     return maps[0], feature
 
@@ -346,9 +352,12 @@ def _window_layer(step: _Step, params: Params, canvas_HWC, window_hwC, at, new_a
     return layer.window(params.get(layer.name), region, extra)
 
 
-def _tail(model: Model, params: Params, last: str, x):
-    """The layers after ``last``, the last spatial one (adaptive pool, flatten, dense,
-    relu, dropout), on full maps."""
+def _tail(model: Model, params: Params, x):
+    """The layers after the last spatial one (adaptive pool, flatten, dense, relu, dropout),
+    on full maps; none for a wrapped function, whose positions end in logits."""
+    if not isinstance(model, Model):
+        return x
+    last = _spatial_layers(model)[-1].name
     return model.run(params, {last: x}, K.Run(L.relu), after=last)[0]
 
 
@@ -386,17 +395,32 @@ def _incremental_position(steps: tuple[_Step, ...], layer: str | None, params: P
     return lax.dynamic_update_slice(kept["last"], window, (at[0], at[1], 0)), feature
 
 
-@functools.partial(jax.jit, static_argnames=("model", "steps", "layer", "score", "patch", "batch", "stack", "mesh"))
-def _positions(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, score: str,
-               patch: tuple[int, int], batch: int, stack: int, mesh: Mesh | None, params: Params, kept, images_GHWC,
-               fill_HWC, labels_G, channel_G, starts_GB2):
-    """Readouts ``(G, B)`` of a block of positions, ``stack`` images at a time.
+# A progress report leaves a compiled loop of blocks as a host callback with a token and
+# the block's index: the token is an argument of the compiled call (so that it compiles
+# once whatever the reporter) and names the reporter registered here for its sweep.
+_REPORTERS: dict[int, Callable[[int], None]] = {}
+_TOKENS = itertools.count(1)
 
-    The spatial layers run ``batch`` positions of each of ``stack`` images at a time
-    (vmapped), keeping the working set small; the dense layers then run on all ``B``
-    positions of the images at once, so that their weights are read once per image
-    rather than once per batch. With a mesh, each device takes its share of every
-    image's positions.
+
+def _report(token, index, _) -> None:
+    _REPORTERS[int(token)](int(index))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "steps", "layer", "score", "patch", "batch", "stack", "block",
+                                             "mesh", "report"))
+def _positions(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, score: str,
+               patch: tuple[int, int], batch: int, stack: int, block: int, mesh: Mesh | None, report: bool,
+               params: Params, kept, images_GHWC, fill_HWC, labels_G, channel_G, starts_GT2, token):
+    """Readouts ``(G, T)`` of all ``T`` positions of a group of images, in one program.
+
+    A loop inside the program takes ``block`` positions of every image at a time, so that
+    results stay on the device until the round is done. In a block, the spatial layers
+    run ``batch`` positions of each of ``stack`` images at a time (vmapped), keeping the
+    working set small; the dense layers then run on the block's positions of an image at
+    once, so that their weights are read once per image and block rather than once per
+    batch. With a mesh, each device takes its share of every block. With ``report``, each
+    finished block calls the host back with ``token`` and its index (:func:`_report`):
+    nothing else leaves the device.
     """
     if steps is None:
         spatial = functools.partial(_full_position, model, layer, patch, params)
@@ -406,22 +430,49 @@ def _positions(model: Model, steps: tuple[_Step, ...] | None, layer: str | None,
                                                    "winograd": L.winograd_kernel(params[s.layer.name]["kernel"])}
                                     for s in steps if s.winograd}}
         spatial = functools.partial(_incremental_position, steps, layer, transformed)
-    last = _spatial_layers(model)[-1].name
 
-    def block(kept, images_GHWC, labels_G, channel_G, starts_GB2):
+    def positions(kept, images_GHWC, labels_G, channel_G, starts_GB2):
         def image(args):
             kept_one, image_HWC, label, channel, starts_B2 = args
             maps, feature = lax.map(lambda start: spatial(kept_one, image_HWC, fill_HWC, channel, start),
                                     starts_B2, batch_size=batch)
-            return (*_readout(_tail(model, params, last, maps), label, score), feature)
+            return (*_readout(_tail(model, params, maps), label, score), feature)
 
         return lax.map(image, (kept, images_GHWC, labels_G, channel_G, starts_GB2), batch_size=stack)
 
+    if mesh is not None:
+        replicated, split_positions = PartitionSpec(), PartitionSpec(None, mesh.axis_names[0])
+        positions = jax.shard_map(positions, mesh=mesh, in_specs=(replicated,) * 4 + (split_positions,),
+                                  out_specs=split_positions)
+
+    def one_block(args):
+        index, starts_GB2 = args
+        out = positions(kept, images_GHWC, labels_G, channel_G, starts_GB2)
+        if report:  # after the block: the callback reads one of its results
+            jax.debug.callback(_report, token, index, out[0][0, 0])
+        return out
+
+    g, t = starts_GT2.shape[:2]
+    count = -(-t // block)
+    # the last block padded with the last position, as a call of its own would be
+    padded_GT2 = jnp.concatenate([starts_GT2, jnp.broadcast_to(starts_GT2[:, -1:], (g, count * block - t, 2))], axis=1)
+    out = lax.map(one_block, (jnp.arange(count), padded_GT2.reshape(g, count, block, 2).transpose(1, 0, 2, 3)))
+    out = tuple(None if v is None else v.transpose(1, 0, 2).reshape(g, count * block)[:, :t] for v in out)
     if mesh is None:
-        return block(kept, images_GHWC, labels_G, channel_G, starts_GB2)
-    replicated, split_positions = PartitionSpec(), PartitionSpec(None, mesh.axis_names[0])
-    return jax.shard_map(block, mesh=mesh, in_specs=(replicated,) * 4 + (split_positions,),
-                         out_specs=split_positions)(kept, images_GHWC, labels_G, channel_G, starts_GB2)
+        return out
+    return lax.with_sharding_constraint(out, NamedSharding(mesh, PartitionSpec()))
+
+
+@functools.partial(jax.jit, static_argnames=("count",))
+def _drill_starts(count: int, prob_GC, base_prob_G, fine_CO2, inside_CO):
+    """Drill-down's fine starts ``(G, count, 2)``, chosen on the device: each image's coarse
+    cells in order of drop of the true-class probability (largest first; ties in grid
+    order), their fine positions (``fine_CO2``, real where ``inside_CO``) in turn, the
+    first ``count`` real ones."""
+    g = prob_GC.shape[0]
+    order_GC = jnp.argsort(prob_GC - base_prob_G[:, None], axis=1, stable=True)
+    first = jnp.argsort(~inside_CO[order_GC].reshape(g, -1), axis=1, stable=True)[:, :count]
+    return jnp.take_along_axis(fine_CO2[order_GC].reshape(g, -1, 2), first[..., None], axis=1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -448,8 +499,8 @@ _OVERHEAD = 2 ** 21
 # this size gives VGG16 11 (of 196: 18 batches, 198 positions) and 2, and MNIST 625.
 _BATCH_SHARE = 0.5
 _CACHE_SET = 64e6
-# At most this many positions per call: enough to amortize a call and the dense layers'
-# weights, few enough to report progress every few seconds.
+# At most this many positions per block (of all images of a group): enough to amortize the
+# dense layers' weights, few enough to report progress every few seconds.
 _CALL_POSITIONS = 20_000
 # Compiles tried before a budget that the estimates said fits but the compiled calls
 # do not is refused.
@@ -477,6 +528,9 @@ class _Memory:
       per_batch, packing: each position of a vmapped batch in the spatial layers; in a
         convolution's packing.
       per_call: each position of a call: its last spatial map through the dense layers.
+      per_result: each position of a round, per image: its start and readouts, which stay
+        on every device until the round is done (a few dozen bytes, where a position's
+        pass holds at least a map).
     """
 
     image: int
@@ -488,6 +542,7 @@ class _Memory:
     per_batch: int
     packing: int
     per_call: int
+    per_result: int
 
     def xla_call(self, batch: int, stack: int, block: int) -> int:
         """XLA's buffers in a call of ``block`` positions per image, ``stack`` images of
@@ -510,18 +565,42 @@ class _Memory:
                                    per_batch=up(self.per_batch), per_call=up(self.per_call))
 
 
-def _packing(layer: Layer, in_channels: int, outputs: int) -> tuple[int, int]:
+def _packing(depth: int, features: int, outputs: int) -> tuple[int, int]:
     """Floats XLA:CPU's convolution (Eigen's tensor contraction) may pack beyond XLA's own
     buffers when it computes ``outputs`` output pixels of a conv layer: ``(per output
     pixel, per call)``. It packs at most two k-slices of every row block of the patch
     matrix and every column block of the kernel, ``2 (outputs + features) K`` with
-    ``K = kh kw C_in / groups``. Measured on 1 and 2 threads: up to 0.99 of this for
-    unpadded convolutions, 0.1-0.3 for padded ones. Other backends count their
-    convolutions' scratch among XLA's buffers, and dense layers pack cache-sized blocks."""
-    k = layer.conv_depth(in_channels)
-    if not k or jax.default_backend() != "cpu":
+    ``K = kh kw C_in / groups``, the ``depth`` of the dot products (0: not a convolution).
+    Measured on 1 and 2 threads: up to 0.99 of this for unpadded convolutions, 0.1-0.3 for
+    padded ones. Other backends count their convolutions' scratch among XLA's buffers, and
+    dense layers pack cache-sized blocks."""
+    if not depth or jax.default_backend() != "cpu":
         return 0, 0
-    return 2 * outputs * k, 2 * layer.features * k
+    return 2 * outputs * depth, 2 * features * depth
+
+
+def _network(model: Model) -> tuple[list[int], list[tuple[int, int]], int]:
+    """Floats of the input and of each layer's output in order, each layer's convolution
+    packing (:func:`_packing`) for a whole image, and how many layers a position's pass
+    runs before the dense tail: the spatial layers of a jaxvis model; all layers of a
+    wrapped function, whose positions end in logits. A wrapped function's convolutions
+    are taken to read as many channels as the widest map before them (their inputs are
+    not recorded)."""
+    if isinstance(model, Model):
+        sizes = [_floats(model.input_shape)] + [_floats(model.shapes[layer.name]) for layer in model.layers]
+        packs = [_packing(layer.conv_depth(model.input_shapes[layer.name][-1]), model.shapes[layer.name][-1],
+                          _floats(model.shapes[layer.name][:2])) for layer in model.layers]
+        return sizes, packs, len(_spatial_layers(model))
+    sizes, packs, channels = [_floats(model.input_shape)], [], model.input_shape[-1]
+    for name in model.names:
+        shape, geometry = model.shapes[name], model.geometry.get(name, {})
+        depth = (_floats(geometry["kernel"]) * channels // geometry.get("groups", 1)
+                 if model.kinds[name] == "conv" and "kernel" in geometry else 0)
+        packs.append(_packing(depth, shape[-1], _floats(shape[:-1])))
+        sizes.append(_floats(shape))
+        if len(shape) == 3:
+            channels = max(channels, shape[-1])
+    return sizes, packs, len(model.names)
 
 
 def _memory(model: Model, steps: tuple[_Step, ...] | None, layer: str | None) -> _Memory:
@@ -533,21 +612,22 @@ def _memory(model: Model, steps: tuple[_Step, ...] | None, layer: str | None) ->
     runs at a time). An incremental position holds the window buffer a layer reads (its
     slack included, and its copy), the window it computes and Winograd's transformed
     tiles; every position of a batch also holds its copy of the last spatial map.
+
+    A round's starts (two int32) and readouts (three or four 4-byte values) are counted
+    three times per position: as given or computed, padded and stacked by blocks, and
+    reordered and cut back to the positions.
     """
-    shapes = [model.input_shape] + [model.shapes[layer.name] for layer in model.layers]
-    sizes = [_floats(s) for s in shapes]
-    split = len(_spatial_layers(model))
+    sizes, packs, split = _network(model)
     # a layer's input and output; and the readouts, 64-byte aligned buffers of 4 bytes each
     widest = max(a + b for a, b in zip(sizes, sizes[1:])) + 4 * 64 // _BYTES
-    per_call = sizes[split] + max(a + b for a, b in zip(sizes[split:], sizes[split + 1:]))
-    packs = [_packing(layer, model.input_shapes[layer.name][-1], _floats(model.shapes[layer.name][:2]))
-             for layer in model.layers]
+    per_call = sizes[split] + max((a + b for a, b in zip(sizes[split:], sizes[split + 1:])), default=0)
+    per_result = 3 * _BYTES * (2 + 3 + (layer is not None))
     image_pack = max(a + b for a, b in packs)  # a whole image's convolutions
     if steps is None:
         spatial = max(a + b for a, b in zip(sizes[:split], sizes[1:split + 1]))
         per_pack, call_pack = max(a for a, _ in packs), max(b for _, b in packs)
         return _Memory(_BYTES * sizes[0], 0, _BYTES * widest, _BYTES * image_pack, 0, _BYTES * call_pack,
-                       _BYTES * (sizes[0] + spatial), _BYTES * per_pack, _BYTES * per_call)
+                       _BYTES * (sizes[0] + spatial), _BYTES * per_pack, _BYTES * per_call, per_result)
     kept, window, fixed, transform, per_pack, call_pack = sizes[split], 0, 0, 0, 0, 0
     if layer is not None:
         kept += _floats(model.shapes[layer][:2])
@@ -566,12 +646,12 @@ def _memory(model: Model, steps: tuple[_Step, ...] | None, layer: str | None) ->
             fixed += 16 * below[2] * channels
             transform = max(transform, 12 * below[2] * channels)
         else:
-            pack = _packing(step.layer, below[2], _floats(step.size))
+            pack = _packing(step.layer.conv_depth(below[2]), channels, _floats(step.size))
             per_pack, call_pack = max(per_pack, pack[0]), max(call_pack, pack[1])
         window = max(window, held)
     return _Memory(_BYTES * sizes[0], _BYTES * kept, _BYTES * (kept + widest), _BYTES * image_pack,
                    _BYTES * (fixed + transform), _BYTES * call_pack, _BYTES * (window + sizes[split]),
-                   _BYTES * per_pack, _BYTES * per_call)
+                   _BYTES * per_pack, _BYTES * per_call, per_result)
 
 
 def _host(num_images: int, grid: int, image_shape: tuple[int, int, int]) -> int:
@@ -593,39 +673,45 @@ def _too_small(budget: float, least: float, devices: int) -> ValueError:
 
 
 def _chunking(num_images: int, num_positions: int, memory: _Memory, budget: float, host: int,
-              devices: int) -> tuple[int, int, int, int]:
-    """``(images per call, positions per call, positions per vmapped batch, images per
-    vmapped batch)`` within ``budget``, by the estimates ``memory``.
+              devices: int, held: int = 0) -> tuple[int, int, int, int]:
+    """``(images per group, positions per block, positions per vmapped batch, images per
+    vmapped batch)`` within ``budget``, by the estimates ``memory``, for a round of
+    ``num_positions`` per image while earlier rounds' results hold ``held`` bytes per image.
 
     Each device may hold ``(budget / _SAFETY - _OVERHEAD - host) / devices`` bytes: see
-    :meth:`_Memory.peak`. The batch is the largest within its share of what one image's
-    call may hold and the cache-friendly size; a call then takes as many of an image's
-    positions as the rest holds. When a call holds all of an image's positions, it takes
-    as many images as fit, and where a batch holds all of an image's positions
-    (drill-down's few per image, small images), that many images' batches are vmapped
-    together. Counts are chosen so that little padding is computed.
+    :meth:`_Memory.peak`, to which the round's results add (``per_result`` for each
+    position, the last block's padding included). The batch is the largest within its
+    share of what one image's block may hold and the cache-friendly size; a block then
+    takes as many of an image's positions as the rest holds. When a block holds all of an
+    image's positions, a group takes as many images as fit, and where a batch holds all
+    of an image's positions (drill-down's few per image, small images), that many images'
+    batches are vmapped together. Counts are chosen so that little padding is computed.
     """
     room = (budget / _SAFETY - _OVERHEAD - host) / devices
-    least = memory.peak(1, memory.call(1, 1, 1))
+    least = memory.peak(1, memory.call(1, 1, 1) + held + memory.per_result * _round_up(num_positions, devices))
     if least > room:
         raise _too_small(budget, _SAFETY * (_OVERHEAD + host + devices * least), devices)
     share = -(-num_positions // devices)
-    spare = room - 2 * memory.image - memory.kept - memory.call(0, 0, 0)  # one image's call beyond its fixed part
+    # one image's block beyond its fixed part, and the results beyond those of the padding
+    spare = (room - 2 * memory.image - memory.kept - memory.call(0, 0, 0) - held
+             - memory.per_result * num_positions)
     each = memory.per_batch + memory.packing
     largest = max(1, min(share, int(_BATCH_SHARE * spare // (each + memory.per_call)),
                          int(_CACHE_SET // memory.per_batch)))
     # of the batches down to 3/4 of the largest, the one that pads the positions least
     batch = min(range(max(1, 3 * largest // 4), largest + 1), key=lambda b: (_round_up(share, b), -b))
-    fit = int((spare - batch * each) // memory.per_call)
+    fit = int((spare - batch * each) // (memory.per_call + devices * memory.per_result))  # padding: < a block
     per_device = _even(share, max(batch, min(fit, _CALL_POSITIONS // devices) // batch * batch), batch)
     block = per_device * devices
     if per_device < share:
         return 1, block, batch, 1
     most = max(1, min(num_images, _CALL_POSITIONS // block))
     stack = max(1, min(most, int(_CACHE_SET // (batch * memory.per_batch)))) if batch == share else 1
+    results = held + memory.per_result * _round_up(num_positions, block)
     while True:
         group = min(most, int((room - memory.image) // (memory.image + memory.prepare + memory.prepare_packing)),
-                    int((room - memory.image - memory.call(batch, stack, per_device)) // (memory.image + memory.kept)))
+                    int((room - memory.image - memory.call(batch, stack, per_device))
+                        // (memory.image + memory.kept + results)))
         if group >= stack:
             return group // stack * stack, block, batch, stack
         stack //= 2
@@ -655,60 +741,72 @@ def _footprint(compiled) -> int | None:
 
 
 def _fit(model: Model, steps: tuple[_Step, ...] | None, layer: str | None, score: str, patch: tuple[int, int],
-         mesh: Mesh | None, params: Params, fill_HWC, num_images: int, rounds: list[int], budget: float, host: int):
+         mesh: Mesh | None, report: bool, params: Params, fill_HWC, num_images: int, rounds: list[int], budget: float,
+         host: int):
     """The chunking of every round and its compiled calls, within ``budget``.
 
     :func:`_chunking` chooses by the estimates of :func:`_memory`; the calls are compiled
     for that chunking and XLA's count of their temporaries and outputs replaces the
     estimates. Where the calls hold more than the budget allows, the estimates are raised
     to what was measured and the chunking chosen again (a budget too small for one
-    position is refused with the minimum).
+    position is refused with the minimum). A round's results stay on the devices until
+    the group's last round is done.
 
     Returns:
-      images per call, the compiled unoccluded pass, and per round ``(positions per call,
-      positions per vmapped batch, images per vmapped batch, compiled call)``.
+      images per group, the compiled unoccluded pass, and per round ``(positions per
+      block, compiled call)``.
     """
     devices = 1 if mesh is None else mesh.size
     replicated = None if mesh is None else NamedSharding(mesh, PartitionSpec())
-    split = None if mesh is None else NamedSharding(mesh, PartitionSpec(None, mesh.axis_names[0]))
     memory = _memory(model, steps, layer)
     for _ in range(_ATTEMPTS):
-        chunks = [_chunking(num_images, count, memory, budget, host, devices) for count in rounds]
-        group = min(g for g, _, _, _ in chunks)
+        chunks, held = [], 0
+        for count in rounds:
+            group, block, batch, stack = _chunking(num_images, count, memory, budget, host, devices, held)
+            held += memory.per_result * _round_up(count, block)
+            chunks.append((group, block, batch, stack, count, held))
+        group = min(chunk[0] for chunk in chunks)
         images = jax.ShapeDtypeStruct((group, *model.input_shape), jnp.float32, sharding=replicated)
         labels = jax.ShapeDtypeStruct((group,), jnp.int32, sharding=replicated)
+        token = jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated)
         prepare = _prepare.lower(model, steps, layer, score, params, images, labels).compile()
         _, channel, kept = prepare.out_info
-        calls, ratio = [], 1.0
-        for _, block, batch, stack in chunks:
+        calls, sizes, ratio = [], [], 1.0
+        for _, block, batch, stack, count, held in chunks:
             stack = min(stack, group)
-            starts = jax.ShapeDtypeStruct((group, block, 2), jnp.int32, sharding=split)
-            compiled = _positions.lower(model, steps, layer, score, patch, batch, stack, mesh, params, kept, images,
-                                        fill_HWC, labels, channel, starts).compile()
-            calls.append((block, batch, stack, compiled))
-            estimate = memory.xla_call(batch, stack, block // devices)
+            starts = jax.ShapeDtypeStruct((group, count, 2), jnp.int32, sharding=replicated)
+            compiled = _positions.lower(model, steps, layer, score, patch, batch, stack, block, mesh, report, params,
+                                        kept, images, fill_HWC, labels, channel, starts, token).compile()
+            calls.append((block, compiled))
+            results = memory.per_result * _round_up(count, block)
+            estimate = memory.xla_call(batch, stack, block // devices) + group * results
             measured = _footprint(compiled)
-            ratio = max(ratio, 1.0 if measured is None else (measured + starts.size * _BYTES // devices) / estimate)
+            ratio = max(ratio, 1.0 if measured is None else (measured + starts.size * _BYTES) / estimate)
+            sizes.append((batch, stack, block, held))
         measured = _footprint(prepare)
         grow = 1.0 if measured is None else measured / (group * memory.prepare)
         if grow <= 1 and ratio <= 1:
             return group, prepare, calls
         memory = memory.scaled(grow, ratio)
-        peak = max(memory.peak(group, memory.call(batch, stack, block // devices)) for block, batch, stack, _ in calls)
+        peak = max(memory.peak(group, memory.call(batch, stack, block // devices) + group * held)
+                   for batch, stack, block, held in sizes)
         if host + devices * peak <= budget / _SAFETY - _OVERHEAD:
             return group, prepare, calls
-    raise _too_small(budget, _SAFETY * (_OVERHEAD + host + devices * memory.peak(1, memory.call(1, 1, 1))), devices)
+    least = memory.peak(1, memory.call(1, 1, 1) + memory.per_result * sum(_round_up(t, devices) for t in rounds))
+    raise _too_small(budget, _SAFETY * (_OVERHEAD + host + devices * least), devices)
 
 
 def _evaluate(model: Model, params: Params, images_NHWC, labels_N, fill_HWC, starts_NT2: np.ndarray,
               patch: tuple[int, int], layer: str | None, method: str, tau: float | None, score: str,
               memory_budget: float, host: int, mesh: Mesh | None, progress: Callable[[int], None] | None,
-              refine: tuple[int, Callable] | None = None):
+              refine: tuple[int, np.ndarray, np.ndarray] | None = None):
     """Every position of every image, within ``memory_budget`` (``host`` bytes of it on the host).
 
-    ``refine = (count, choose)`` adds a second round: after a group of images has run
-    ``starts_NT2``, ``choose(prob_GT, base_prob_G)`` gives each image ``count`` more
-    starts, run against the same unoccluded pass.
+    ``refine = (count, fine_CO2, inside_CO)`` adds drill-down's second round: after a group
+    of images has run ``starts_NT2`` (a start per coarse cell), :func:`_drill_starts`
+    chooses each image's ``count`` more starts on the device, run against the same
+    unoccluded pass. Per group of images the host dispatches the unoccluded pass and the
+    rounds, and reads their results once, when all are done.
 
     Returns:
       readouts ``{prob, label, value, feature}`` of shape ``(N, T [+ count])``, the
@@ -717,45 +815,44 @@ def _evaluate(model: Model, params: Params, images_NHWC, labels_N, fill_HWC, sta
     steps = _plan(model, patch, tau) if method == "incremental" else None
     n, t = starts_NT2.shape[:2]
     replicated = None if mesh is None else NamedSharding(mesh, PartitionSpec())
-    split = None if mesh is None else NamedSharding(mesh, PartitionSpec(None, mesh.axis_names[0]))
     params, fill_HWC = jax.device_put((params, fill_HWC), replicated)
     rounds = [t] if refine is None else [t, refine[0]]
-    group, prepare, calls = _fit(model, steps, layer, score, patch, mesh, params, fill_HWC, n, rounds, memory_budget,
-                                 host)
-    names = ("prob", "label", "value", "feature")
-    out, base, ran = {k: [] for k in names}, {k: [] for k in ("prob", "label", "value", "channel")}, []
-    for first in range(0, n, group):
-        real = min(group, n - first)
-        idx = _pad_to(np.arange(first, first + real), group)
-        images, labels = jax.device_put((images_NHWC[idx], labels_N[idx]), replicated)
-        readout, channel, kept = prepare(params, images, labels)
-        for name, v in zip(base, (*readout, channel)):
-            base[name].append(np.asarray(v)[:real])
+    group, prepare, calls = _fit(model, steps, layer, score, patch, mesh, progress is not None, params, fill_HWC, n,
+                                 rounds, memory_budget, host)
+    tokens, parts = [], []
 
-        def run(starts_GT2, block, call):
-            parts = []
-            for lo in range(0, starts_GT2.shape[1], block):
-                starts = jax.device_put(_pad_to(starts_GT2[:, lo:lo + block], block, axis=1), split)
-                result = call(params, kept, images, fill_HWC, labels, channel, starts)
-                stop = min(block, starts_GT2.shape[1] - lo)
-                parts.append([None if v is None else np.asarray(v)[:, :stop] for v in result])
-                if progress is not None:
-                    progress(real * stop)
-            return [None if v[0] is None else np.concatenate(v, axis=1) for v in zip(*parts)]
+    def reporter(block: int, count: int, real: int) -> jax.Array:
+        """A token for the calls of a round, whose blocks of ``block`` positions report to ``progress``."""
+        tokens.append(next(_TOKENS))
+        if progress is not None:
+            _REPORTERS[tokens[-1]] = lambda index: progress(real * min(block, count - index * block))
+        return jax.device_put(np.int32(tokens[-1]), replicated)
 
-        starts = starts_NT2[idx]
-        result = run(starts, calls[0][0], calls[0][3])
-        if refine is not None:
-            more = refine[1](result[0], np.asarray(readout[0]))
-            result = [None if a is None else np.concatenate([a, b], axis=1)
-                      for a, b in zip(result, run(more, calls[1][0], calls[1][3]))]
-            starts = np.concatenate([starts, more], axis=1)
-        for name, v in zip(names, result):
-            if v is not None:
-                out[name].append(v[:real])
-        ran.append(starts[:real])
-    join = {k: np.concatenate(v) if v else None for k, v in out.items()}
-    return join, {k: np.concatenate(v) for k, v in base.items()}, np.concatenate(ran)
+    try:
+        for first in range(0, n, group):
+            real = min(group, n - first)
+            idx = _pad_to(np.arange(first, first + real), group)
+            images, labels = jax.device_put((images_NHWC[idx], labels_N[idx]), replicated)
+            readout, channel, kept = prepare(params, images, labels)
+            starts, results = [jax.device_put(starts_NT2[idx], replicated)], []
+            for (block, call), count in zip(calls, rounds):
+                if results:  # drill-down's fine round: its starts from the coarse round's drops
+                    starts.append(jax.device_put(_drill_starts(count, results[0][0], readout[0], *refine[1:]),
+                                                 replicated))
+                results.append(call(params, kept, images, fill_HWC, labels, channel, starts[-1],
+                                    reporter(block, count, real)))
+            group_results = jax.device_get((readout, channel, results, starts))  # the one read of the group
+            parts.append(jax.tree.map(lambda v: v[:real], group_results))
+            if progress is not None:
+                jax.effects_barrier()  # every block reported before the next group's
+    finally:
+        for token in tokens:
+            _REPORTERS.pop(token, None)
+    readout, channel, results, starts = jax.tree.map(lambda *v: np.concatenate(v), *parts)
+    base = dict(zip(("prob", "label", "value", "channel"), (*readout, channel)))
+    out = {name: None if values[0] is None else np.concatenate(values, axis=1)
+           for name, values in zip(("prob", "label", "value", "feature"), zip(*results))}
+    return out, base, np.concatenate(starts, axis=1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -790,7 +887,9 @@ def sweep(model: Model, params: Params, images_NHWC, labels_N, patch, stride, fi
     """Occlusion maps of a batch of images (conventions in the module docstring).
 
     Args:
-      model, params: the network.
+      model, params: the network: a jaxvis model, or a wrapped function
+        (:func:`jaxvis.wrap`) with method "full" (the incremental engine needs the layer
+        tuple's geometry).
       images_NHWC: normalized images (:meth:`~jaxvis.models.Model.normalize`).
       labels_N: the true class of each image.
       patch: the occluder's side, or ``(height, width)``.
@@ -799,11 +898,12 @@ def sweep(model: Model, params: Params, images_NHWC, labels_N, patch, stride, fi
       layer: a layer with spatial maps for the feature-total map (Fig. 7b), or None.
       memory_budget: the most bytes the sweep may hold at once beyond the model, its
         weights and the images: the results on the host; on the devices the images, what
-        the unoccluded pass keeps and one call's buffers, as XLA's compiled memory
-        analysis counts them, with XLA:CPU's convolution packing; all with a safety
-        factor. Compilation is not counted (XLA's compiler takes its memory once per
-        shape, whatever the budget). A budget too small for one position is refused
-        with the minimum; larger budgets run larger batches and calls.
+        the unoccluded pass keeps, one block's buffers, as XLA's compiled memory analysis
+        counts them, with XLA:CPU's convolution packing, and a group of images' starts
+        and results (a few dozen bytes per position); all with a safety factor.
+        Compilation is not counted (XLA's compiler takes its memory once per shape,
+        whatever the budget). A budget too small for one position is refused with the
+        minimum; larger budgets run larger batches, blocks and groups of images.
       method: "full" re-inference or exact "incremental" inference (Krypton).
       tau: with "incremental", cap each layer's recomputed window at ``tau`` of its
         map (approximate; None or 1 is exact).
@@ -815,8 +915,10 @@ def sweep(model: Model, params: Params, images_NHWC, labels_N, patch, stride, fi
         the cells in order of drop (cells cut by the grid's edge hold fewer, so more
         cells fit); every position runs at most once.
       score: what the attribution measures: "probability" or "logit" of the true class.
-      mesh: spread each call's positions over this mesh's first axis (its devices).
-      progress: called with the number of positions finished after each call.
+      mesh: spread each block's positions over this mesh's first axis (its devices).
+      progress: called with the number of positions finished after each block, from a
+        host callback inside the compiled loop of blocks (only that count leaves the
+        devices before a group's results are done; it may run on another thread).
       precision: the matrix products' precision (``jax.default_matmul_precision``):
         "highest" computes in float32 on every backend, so that incremental equals full
         re-inference to 1e-5; "default" is the backend's own (TF32 on recent NVIDIA GPUs:
@@ -839,13 +941,18 @@ def _sweep(model, params, images_NHWC, labels_N, patch, stride, fill, layer, mem
         raise ValueError(f"images must hold at least one image, got shape {np.shape(images_NHWC)}")
     labels = _checks.labels(labels_N, n, model.num_classes)
     _checks.choice("method", method, METHODS)
+    if not isinstance(model, Model) and method != "full":
+        raise ValueError(f"method={method!r} recomputes only the windows an occluder changes, following them through "
+                         f"every layer's kernel, stride and padding; {model.name} is a wrapped function, not a jaxvis "
+                         f"layer tuple, so that geometry is not known to the incremental engine. Use method='full' "
+                         f"(exact re-inference; add coarse_stride for a faster approximate map)")
     _checks.choice("score", score, SCORES)
     patch, stride = _pair("patch", patch), _pair("stride", stride)
     if patch[0] > h or patch[1] > w:
         raise ValueError(f"patch {patch} is larger than the image ({h}, {w})")
     if layer is not None:
         model.check_layer(layer, spatial=True)
-    if len(model.shapes[model.names[-1]]) != 1:
+    if isinstance(model, Model) and len(model.shapes[model.names[-1]]) != 1:  # a wrapped function gives logits
         raise ValueError(f"{model.name} must end in class scores (a flat output), its output has shape "
                          f"{model.shapes[model.names[-1]]}")
     for name, value in (("memory_budget", memory_budget), ("tau", tau), ("drill_fraction", drill_fraction)):
@@ -889,7 +996,8 @@ def _drill_down(run: Callable, grid_PQ2: np.ndarray, stride: tuple[int, int], co
                 fraction: float, n: int):
     """Krypton's adaptive drill-down: the coarse grid everywhere, then the fine grid in the
     ``fraction`` of coarse cells with the largest drop of the true-class probability;
-    the other fine positions take their coarse cell's (top-left position's) values.
+    the other fine positions take their coarse cell's (top-left position's) values. The
+    cells are ranked on the device, between the two rounds (:func:`_drill_starts`).
 
     The fraction is counted in positions (``ceil(fraction * cells)`` full cells' worth):
     cells cut by the grid's edge hold fewer positions, so the next cells in order of drop
@@ -916,16 +1024,8 @@ def _drill_down(run: Callable, grid_PQ2: np.ndarray, stride: tuple[int, int], co
     # the budget, in positions: a full cell's worth per drilled cell, so that edge cells
     # (fewer positions) leave room for the next cell in line and no position runs twice
     count = min(math.ceil(fraction * pc * qc) * len(offsets), int(inside.sum()))
-
-    def choose(prob_GT, base_prob_G):
-        order = np.argsort(prob_GT - base_prob_G[:, None], axis=1, kind="stable")  # largest drop first
-        valid = inside[order].reshape(len(order), -1)
-        first = np.argsort(~valid, axis=1, kind="stable")[:, :count]  # the first `count` real positions
-        return np.take_along_axis(fine[order].reshape(len(order), -1, 2), first[..., None], axis=1)
-
     coarse_starts = grid_PQ2[np.ix_(cell_rows, cell_cols)].reshape(1, pc * qc, 2)
-    out, base, starts = run(starts_NT2=np.broadcast_to(coarse_starts, (n, pc * qc, 2)),
-                            refine=(count, choose))
+    out, base, starts = run(starts_NT2=np.broadcast_to(coarse_starts, (n, pc * qc, 2)), refine=(count, fine, inside))
     rows, cols = starts[:, pc * qc:, 0] // stride[0], starts[:, pc * qc:, 1] // stride[1]
     upsample = (np.arange(p) // m[0])[:, None] * qc + (np.arange(q) // m[1])[None, :]
     images = np.arange(n)[:, None]

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from conftest import rel_err
 
+from test_wrap import TinyLinen, tiny_params, tiny_plain, tiny_tuple
+
 from jaxvis import data, layers as L, models, occlusion
 from jaxvis.occlusion import (OcclusionMaps, _chunking, _memory, _plan, captum_attribution, positions, propagate, ssim,
                               summary, sweep)
 from jaxvis.figures import occlusion_demo as demo_figures
+from jaxvis.wrap import wrap, wrap_linen
 
 PATCH, STRIDE, LAYER = 6, 4, "relu4"  # 7 x 7 positions on 28 x 28; the last row and column are cut to 4
 
@@ -215,6 +218,78 @@ def test_images_stacked_in_a_batch_give_the_same_maps(mnist, monkeypatch):
     assert rel_err(stacked.prob_NPQ, reference.prob_NPQ) <= 1e-5
     assert rel_err(stacked.feature_NPQ, reference.feature_NPQ) <= 1e-5
     assert (stacked.label_NPQ == reference.label_NPQ).all()
+
+
+# --- wrapped functions -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def twins():
+    """tests/test_wrap.py's small CNN (12x12x3, 5 classes) as a jaxvis tuple and wrapped, as a
+    plain function with ``jnp.maximum`` ReLUs and as a Flax linen module, sharing weights."""
+    model = tiny_tuple()
+    params = tiny_params(model)
+    x = np.random.default_rng(3).normal(size=(2, 12, 12, 3)).astype(np.float32)
+    wrapped = {"plain": (wrap(tiny_plain, params, x, name="tiny_plain"), params),
+               "linen": wrap_linen(TinyLinen(), {"params": params}, x)}
+    return model, params, x, np.array([1, 3]), wrapped
+
+
+@pytest.mark.parametrize("way", ["plain", "linen"])
+def test_full_sweep_of_a_wrapped_function_equals_the_tuples(twins, way):
+    model, params, x, labels, wrapped = twins
+    twin, twin_params = wrapped[way]
+    args = (x, labels, 4, 2)  # 5 x 5 positions
+    want = sweep(model, params, *args, fill=0.3, layer="relu2")
+    got = sweep(twin, twin_params, *args, fill=0.3, layer="relu2")
+    for name in ("prob_NPQ", "score_NPQ", "feature_NPQ", "attribution_NHW", "base_prob_N"):
+        assert rel_err(getattr(got, name), getattr(want, name)) <= 1e-6, name
+    assert (got.label_NPQ == want.label_NPQ).all() and (got.channel_N == want.channel_N).all()
+    # drill-down runs full re-inference too: the same cells chosen, the same values
+    want = sweep(model, params, *args, coarse_stride=4, score="logit")
+    got = sweep(twin, twin_params, *args, coarse_stride=4, score="logit")
+    assert (got.computed_NPQ == want.computed_NPQ).all() and not got.computed_NPQ.all()
+    assert rel_err(got.score_NPQ, want.score_NPQ) <= 1e-6
+
+
+def test_full_sweep_of_a_wrapped_function_equals_a_loop_of_its_forward_passes(twins):
+    model, params, x, labels, wrapped = twins
+    twin, _ = wrapped["plain"]
+    maps = sweep(twin, params, x[:1], labels[:1], 4, 2, fill=0.3, layer="relu2")
+    forward = jax.jit(tiny_plain)
+    relu2 = jax.jit(lambda v: model.apply(params, v, until="relu2")[0])
+    act = np.asarray(relu2(x[:1]))[0]
+    channel = int(np.argmax(act.reshape(-1, act.shape[-1]).max(0)))
+    assert maps.channel_N[0] == channel
+    for i, r in enumerate(positions(12, 4, 2)):
+        for j, c in enumerate(positions(12, 4, 2)):
+            occluded = x[:1].copy()
+            occluded[0, r:r + 4, c:c + 4] = 0.3
+            logits = np.asarray(forward(params, occluded), np.float64)[0]
+            probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+            assert abs(maps.prob_NPQ[0, i, j] - probs[labels[0]]) <= 1e-6
+            assert maps.label_NPQ[0, i, j] == np.argmax(probs)
+            total = float(np.asarray(relu2(occluded))[0, :, :, channel].sum())
+            assert abs(maps.feature_NPQ[0, i, j] - total) <= 1e-6 * abs(total)
+
+
+def test_memory_of_a_wrapped_function_is_counted_as_the_tuples(twins):
+    # the same layers: the same image, unoccluded pass and convolution packing (the wrapped
+    # conv2 reads as many channels as the widest map before it: conv1's 4, its real input);
+    # a wrapped position runs to the logits, so its batch holds at least the tuple's
+    model, _, _, _, wrapped = twins
+    tuple_memory, wrapped_memory = (_memory(m, None, "relu2") for m in (model, wrapped["plain"][0]))
+    for name in ("image", "prepare", "prepare_packing", "packing", "per_result"):
+        assert getattr(wrapped_memory, name) == getattr(tuple_memory, name), name
+    assert wrapped_memory.per_batch >= tuple_memory.per_batch
+
+
+@pytest.mark.parametrize("kwargs", [dict(method="incremental"), dict(method="incremental", tau=0.5)])
+def test_incremental_sweeps_refuse_a_wrapped_function(twins, kwargs):
+    _, params, x, labels, wrapped = twins
+    with pytest.raises(ValueError, match=r"tiny_plain is a wrapped function, not a jaxvis layer tuple, so that "
+                                         r"geometry is not known to the incremental engine. Use method='full'"):
+        sweep(wrapped["plain"][0], params, x, labels, 4, 2, **kwargs)
 
 
 # --- approximations --------------------------------------------------------------------
