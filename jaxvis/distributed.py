@@ -9,9 +9,10 @@ devices (``deconvnet.py`` and ``occlusion.py`` through :func:`run_job`). Then
 :func:`check_devices` compares the number of devices each process has, :func:`same_folder`
 the output folder they see, and :func:`agree` the settings of every process (model,
 parameters' fingerprint, data and its fingerprint, options); a disagreement is a
-``ValueError`` on every process, naming the processes and settings that differ. Work is shared out as contiguous blocks of a fixed
-list of parts (:func:`share`): the parts are fixed by the job, not by the number of
-processes, so a rerun with any number of processes reuses the parts a killed run finished.
+``ValueError`` on every process, naming the processes and settings that differ. Work is
+shared out as contiguous blocks of a fixed list of parts (:func:`share`): the parts are
+fixed by the job, not by the number of processes, so a rerun with any number of processes
+reuses the parts a killed run finished.
 
 Two kinds of exchange. Small control messages (settings, which parts are finished, the
 meeting points of :func:`barrier`) go through the coordinator's key-value store, polled,
@@ -27,9 +28,14 @@ posts its error to the store, and the others stop at their next meeting point wi
 error naming it (``ConnectionAbortedError``); a process that died is named by the
 ``TimeoutError`` of the meeting it misses. A failed process then ends without JAX's
 orderly shutdown (a barrier the dead never reach, after which JAX aborts), process 0 last,
-as the coordinator lives in it. A process found dead by the coordinator's heartbeats
-(none for ``--timeout`` + 60 s) while the others are still computing ends them with JAX's
-own message instead.
+as the coordinator lives in it. Between meeting points, :func:`_watch` (a thread of each
+process) keeps a sign of life in the store and ends its process, naming the other, when
+another gave none for ``--timeout`` seconds (it died or was killed) or posted a failure:
+before JAX's coordination service would find the dead one by its heartbeats (60 s later)
+and abort the others with its own message. SIGTERM is a failure like any other. A process
+that loses process 0 to SIGKILL or a crash is aborted by JAX at once, with JAX's message
+("the leader task was preempted/died"): JAX's callback for that case cannot be a Python
+function (the runtime aborts converting its status).
 
 The key-value store is reached through ``jax._src.distributed.global_state.client``, as
 orbax does: ``jax.distributed`` has no public name for it.
@@ -44,7 +50,9 @@ import hashlib
 import itertools
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -58,9 +66,12 @@ from jaxvis import _checks
 from jaxvis._io import folder
 
 DEFAULT_TIMEOUT = 300.0
+WATCH_EVERY = 1.0  # seconds between two signs of life of a process (see _watch)
+RESUME = "Finished parts are kept: run the same command again to resume"
 _meetings = itertools.count()  # every process meets in the same order, so the n-th meeting has one key
-_state = {"timeout": DEFAULT_TIMEOUT, "gathered_bytes": 0, "failed": False, "missing": set()}
-_FAILED, _LEFT = "jaxvis/failed/", "jaxvis/left/"
+_state = {"timeout": DEFAULT_TIMEOUT, "gathered_bytes": 0, "failed": None, "done": False, "missing": set(),
+          "lock": threading.Lock()}
+_FAILED, _LEFT, _ALIVE = "jaxvis/failed/", "jaxvis/left/", "jaxvis/alive/"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,12 +108,59 @@ def initialize(args: argparse.Namespace) -> None:
     if ":" not in address or not address.rsplit(":", 1)[1].isdigit():
         raise ValueError(f"--coordinator-address must be host:port, got {address!r}")
     _state["timeout"] = float(timeout)
-    # a dead process is also found by the coordinator's heartbeats, which end the others with
-    # JAX's own message; later than a meeting point would, so that the clearer message comes first
+    # JAX's coordination service takes a process that sends no heartbeat for this long for
+    # dead and aborts the others with its own message: later than _watch names it
     jax.distributed.initialize(address, count, index, initialization_timeout=max(1, round(timeout)),
                                heartbeat_timeout_seconds=round(timeout) + 60,
                                shutdown_timeout_seconds=max(1, round(timeout)))
     atexit.register(_leave)  # after JAX's own exit handlers, so it runs before them
+    if count > 1:
+        threading.Thread(target=_watch, name="jaxvis-watch", daemon=True).start()
+
+
+def _watch() -> None:
+    """Every ``WATCH_EVERY`` seconds, on a thread of its own: give a sign of life (a counter
+    in the store), and end this process, naming the one responsible, when another process
+    gave none for ``--timeout`` seconds (it died or was killed) or posted a failure, even
+    while this one is computing far from a meeting point. JAX's callback for a process its
+    heartbeats find dead cannot be a Python function (the runtime aborts casting its
+    status), so this comes first instead: JAX's heartbeat check waits 60 s longer."""
+    client, me = _client(), jax.process_index()
+    others = set(range(jax.process_count())) - {me}
+    changed = {p: (None, time.monotonic()) for p in others}  # each one's last count, and when it changed
+    for beat in itertools.count():
+        if _state["failed"] or _state["done"]:
+            return
+        try:
+            client.key_value_set(f"{_ALIVE}{me}", str(beat), allow_overwrite=True)
+            counts, failed = _by_process(client.key_value_dir_get(_ALIVE)), _failures(client)
+        except Exception as err:  # noqa: BLE001 (whatever the runtime raises: the coordinator is gone)
+            if not _state["done"]:
+                _end_here(str(_lost("while computing", err)))
+            return
+        now = time.monotonic()
+        for p in others:
+            if counts.get(p) != changed[p][0]:
+                changed[p] = (counts.get(p), now)
+        silent = sorted(p for p in others if now - changed[p][1] > _state["timeout"])
+        if failed:
+            p, reason = min(failed.items())
+            _end_here(f"process {p} failed ({reason}); process {me} stops too. {RESUME}")
+        elif silent:
+            _state["missing"].update(silent)
+            _end_here(f"process{'es' if len(silent) > 1 else ''} {', '.join(map(str, silent))} gave no sign of "
+                      f"life for {_state['timeout']:g} s (died, killed, or its machine is lost); process {me} stops "
+                      f"too. {RESUME}")
+        time.sleep(WATCH_EVERY)
+
+
+def _end_here(message: str) -> None:
+    """From :func:`_watch`: print ``message`` as a script's error and end the process (see
+    :func:`_leave`), unless the main thread is already failing with its own message."""
+    _mark_failed("watch")
+    if _state["failed"] == "watch":
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        _leave()
 
 
 def _leave() -> None:
@@ -110,6 +168,7 @@ def _leave() -> None:
     for every process at a barrier, which a dead one never reaches, and then aborts.
     Process 0 holds the coordinator, without which the others' JAX runtime aborts them, so
     it waits (up to ``--timeout``) until every other process not found missing has left."""
+    _state["done"] = True  # _watch stops: the processes are leaving
     if not _state["failed"]:
         return
     sys.stdout.flush()
@@ -120,7 +179,7 @@ def _leave() -> None:
         waiting = set(range(1, jax.process_count())) - _state["missing"] if me == 0 else set()
         deadline = time.monotonic() + _state["timeout"]
         while waiting and time.monotonic() < deadline:
-            waiting -= {int(key.rsplit("/", 1)[1]) for key, _ in client.key_value_dir_get(_LEFT)}
+            waiting -= set(_by_process(client.key_value_dir_get(_LEFT)))
             time.sleep(0.1)
         time.sleep(0.2)  # for the last one to be gone before the coordinator is
     os._exit(1)
@@ -143,14 +202,24 @@ def fail_together():
     their next meeting point with an error naming this process and its message, instead
     of waiting there for ``--timeout``; the process then ends without JAX's orderly
     shutdown (see :func:`_leave`)."""
+    several = jax.process_count() > 1 and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if several else None
     try:
         yield
     except BaseException as err:
         if jax.process_count() > 1:
-            _state["failed"] = True
+            _mark_failed("main")
             with contextlib.suppress(Exception):  # the coordinator may be gone: nothing to tell
                 _client().key_value_set(f"{_FAILED}{jax.process_index()}", f"{type(err).__name__}: {err}")
         raise
+    finally:
+        if several:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM (``kill``, a scheduler) as an error, which :func:`fail_together` tells the others."""
+    raise InterruptedError(f"process {jax.process_index()} was stopped by {signal.Signals(signum).name}")
 
 
 def is_main() -> bool:
@@ -241,27 +310,26 @@ def gather_json(value, name: str) -> list:
     try:
         client.key_value_set(prefix + str(jax.process_index()), json.dumps(value))
     except Exception as err:  # noqa: BLE001 (whatever the runtime raises: the coordinator is gone)
-        raise _stop(_lost(name, err)) from None
-    resume = "Finished parts are kept: run the same command again to resume"
+        raise _stop(_lost(f"at {name!r}", err)) from None
     while True:
         try:
-            entries = {int(key.rsplit("/", 1)[1]): text for key, text in client.key_value_dir_get(prefix)}
-            failed = {int(key.rsplit("/", 1)[1]): text for key, text in client.key_value_dir_get(_FAILED)}
+            entries = _by_process(client.key_value_dir_get(prefix))
+            failed = _failures(client)
         except Exception as err:  # noqa: BLE001
-            raise _stop(_lost(name, err)) from None
+            raise _stop(_lost(f"at {name!r}", err)) from None
         if len(entries) == jax.process_count():
             return [json.loads(entries[p]) for p in range(jax.process_count())]
         if failed:
             p, reason = min(failed.items())
             raise _stop(ConnectionAbortedError(f"process {p} failed ({reason}); process {jax.process_index()} "
-                                               f"stops too, at {name!r}. {resume}"))
+                                               f"stops too, at {name!r}. {RESUME}"))
         if time.monotonic() - began > _state["timeout"]:
             missing = sorted(set(range(jax.process_count())) - set(entries))
             _state["missing"].update(missing)
             raise _stop(TimeoutError(
                 f"process{'es' if len(missing) > 1 else ''} {', '.join(map(str, missing))} did not reach {name!r} "
                 f"within {_state['timeout']:g} s of process {jax.process_index()} (died, failed or stuck: see its "
-                f"output); this process stops too. {resume}"))
+                f"output); this process stops too. {RESUME}"))
         time.sleep(pause)
         pause = min(2 * pause, 0.5)
 
@@ -272,17 +340,37 @@ def _client():
     return global_state.client
 
 
+def _by_process(entries) -> dict[int, str]:
+    """``{process: text}`` of key-value entries whose keys end in a process number."""
+    return {int(key.rsplit("/", 1)[1]): text for key, text in entries}
+
+
+def _failures(client) -> dict[int, str]:
+    """The errors that processes posted when their job failed (:func:`fail_together`)."""
+    return _by_process(client.key_value_dir_get(_FAILED))
+
+
+def _mark_failed(by: str) -> None:
+    """Mark this process as failed (it ends without JAX's orderly shutdown), by the main
+    thread or by :func:`_watch`, unless it is already. When the watch ends the process, the
+    main thread waits here for the end instead of failing with a second message."""
+    with _state["lock"]:
+        _state["failed"] = _state["failed"] or by
+    while by == "main" and _state["failed"] == "watch":
+        time.sleep(1)
+
+
 def _stop(err: Exception) -> Exception:
-    """``err``, after marking this process as failed: it ends without JAX's orderly shutdown."""
-    _state["failed"] = True
+    """``err``, after marking this process as failed."""
+    _mark_failed("main")
     return err
 
 
-def _lost(name: str, err: Exception) -> ConnectionError:
+def _lost(where: str, err) -> ConnectionError:
+    """This process lost the coordinator ``where`` (``at 'meeting'``, ``while computing``)."""
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ConnectionError(f"process {jax.process_index()} lost the coordinator, process 0, at {name!r} ({reason}): "
-                           "process 0 died or stopped (see its output); this process stops too. Finished parts "
-                           "are kept: run the same command again to resume")
+    return ConnectionError(f"process {jax.process_index()} lost the coordinator, process 0, {where} ({reason}): "
+                           f"process 0 died or stopped (see its output); this process stops too. {RESUME}")
 
 
 def allgather(tree, name: str):

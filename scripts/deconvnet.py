@@ -92,7 +92,7 @@ def job(args, out: Path) -> None:
     if count < len(dataset):
         # project_top_k takes the images top_k saw, no more
         dataset = dataset[:count] if args.image else _First(dataset, count)
-    layers = [n for n in model.fields if model.layer(n).kind in ("relu", "max_pool")] if args.layer == ["all"] \
+    layers = [n for n in model.fields if model.layer(n).rectifier or model.layer(n).pooling] if args.layer == ["all"] \
         else args.layer
     for layer in layers:
         model.check_layer(layer, spatial=True)
@@ -133,7 +133,7 @@ def job(args, out: Path) -> None:
     arrays |= {f"{layer}.maps": maps for layer, maps in chosen.items()}
     write_atomically(out / "topk.npz", lambda f: np.savez(f, **arrays))
     sections = []
-    first_conv = next(layer for layer in model.layers if layer.kind == "conv")
+    first_conv = next(layer for layer in model.layers if layer.convolution)
     path = out / "filters.png"
     plots.save(deconvnet.filters(params[first_conv.name]["kernel"]), path)
     sections.append((f"{first_conv.name} filters", path))

@@ -70,7 +70,7 @@ def main(argv=None) -> None:
     pixels, labels = inputs.pixels_NHWC[chosen], None if inputs.labels_N is None else inputs.labels_N[chosen]
     probs = cli.predict(model, params, model.normalize(pixels))
     y, target = cli.targets(args, names, labels, probs)
-    relus = [layer.name for layer in model.layers if layer.kind == "relu"]
+    relus = [layer.name for layer in model.layers if layer.rectifier]
     layers = args.layers or [relus[0], relus[-1]]
     amounts = {"translate_v": amount_range(args.translate), "translate_h": amount_range(args.translate),
                "scale": amount_range(args.scale), "rotate": amount_range(args.rotate)}

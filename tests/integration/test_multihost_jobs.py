@@ -1,7 +1,8 @@
 """Top-k mining (``scripts/deconvnet.py``) and dataset-wide occlusion (``scripts/occlusion.py``)
 over two local CPU processes (``jax.distributed``), against one process with two devices
-on the same images; resuming after one process is killed; and the bad input every process
-must refuse alike.
+on the same images; resuming after one process is killed; a process killed or stopped
+while the others compute, named by them within ``--timeout``; and the bad input every
+process must refuse alike.
 
 mnist_cnn with its shipped checkpoint on the bundled sample digits. The oracle of the
 top-k sheets is one process streaming the same batches (and, in this test's process,
@@ -11,6 +12,7 @@ sweep is the same arithmetic in one process or two.
 """
 
 import csv
+import re
 import signal
 import subprocess
 import sys
@@ -59,14 +61,14 @@ def succeed(results) -> list[str]:
     return [out for _, out in results]
 
 
-def kill_process_1_when(path):
-    """A ``watch`` that kills process 1 (SIGKILL) once ``path`` exists (the first of its
-    share, well before it is done); ``state`` says when."""
+def kill_when(process: int, *paths, how=signal.SIGKILL):
+    """A ``watch`` that sends ``process`` the signal ``how`` once every one of ``paths``
+    exists; ``state`` says when."""
     state = {}
 
     def watch(procs):
-        if "killed" not in state and path.exists():
-            procs[1].send_signal(signal.SIGKILL)
+        if "killed" not in state and all(path.exists() for path in paths):
+            procs[process].send_signal(how)
             state["killed"] = time.monotonic()
     return watch, state
 
@@ -81,14 +83,15 @@ def resume_after_killing_process_1(command, first_file, meeting: str) -> tuple[d
     process 0 must stop naming process 1 within ``WAIT`` seconds (and some for its exit),
     and the same command must then finish. The files kept from the killed run, and the
     outputs of the second."""
-    watch, state = kill_process_1_when(first_file)
+    watch, state = kill_when(1, first_file)  # the first of its share, well before it is done
     results = two_processes(command, watch=watch)
     assert "killed" in state, f"{first_file.name} was not written\n{report(results)}"
     (rc0, out0), (rc1, _) = results
     stopped = time.monotonic() - state["killed"]
     assert rc1 == -signal.SIGKILL and rc0 == 1, out0[-3000:]
-    message = f"error: process 1 did not reach {meeting!r} within {WAIT:g} s of process 0 (died, failed or stuck"
-    assert message in out0, out0[-3000:]
+    # named at the meeting point, or by process 0's watch while it still computed
+    assert re.search(rf"error: process 1 (did not reach {meeting!r} within {WAIT:g} s of process 0 \(died, failed or "
+                     rf"stuck|gave no sign of life for {WAIT:g} s \(died, killed)", out0), out0[-3000:]
     assert "Traceback" not in out0, out0[-3000:]
     assert stopped < WAIT + 60, f"process 0 stopped {stopped:.0f} s after process 1 was killed"
     kept = files(first_file.parent, first_file.name[:5] + "*.npz")
@@ -169,3 +172,60 @@ def test_unequal_devices_and_unshared_output_folders_are_refused_by_both(tmp_pat
                             cwds=[tmp_path / "a", tmp_path / "b"], timeout=TIMEOUT)
     for rc, out in results:
         assert rc == 1 and "processes [1] do not see the output folder" in out and "Traceback" not in out, out[-3000:]
+
+
+# A job that meets the others, then computes for two minutes before it meets them again
+COMPUTING = """
+import argparse, time
+from pathlib import Path
+import jax
+from jaxvis import cli, distributed
+
+def main():
+    parser = argparse.ArgumentParser()
+    distributed.add_arguments(parser)
+    parser.add_argument("--ready")
+    args = parser.parse_args()
+    distributed.initialize(args)
+    with distributed.fail_together():
+        distributed.barrier("start")
+        Path(f"{args.ready}.{jax.process_index()}").touch()
+        time.sleep(120)
+        distributed.barrier("end")
+
+cli.run(main)
+"""
+
+
+def stop_while_computing(tmp_path, process: int, how) -> tuple[float, list[tuple[int, str]]]:
+    """Run COMPUTING as two processes and send ``process`` the signal ``how`` once both
+    compute; the seconds from the signal to the end of the last one, and each one's exit
+    status and output."""
+    watch, state = kill_when(process, tmp_path / "ready.0", tmp_path / "ready.1", how=how)
+    flags = ["--coordinator-address", f"localhost:{free_port()}", "--num-processes", "2", "--timeout", str(WAIT)]
+    results = run_processes([[sys.executable, "-c", COMPUTING, "--ready", str(tmp_path / "ready"), *flags,
+                              "--process-id", str(i)] for i in range(2)], watch=watch, timeout=TIMEOUT)
+    assert "killed" in state, report(results)
+    return time.monotonic() - state["killed"], results
+
+
+def test_process_0_stopped_by_sigterm_stops_the_others_at_once_naming_it(tmp_path):
+    stopped, results = stop_while_computing(tmp_path, 0, signal.SIGTERM)
+    (rc0, out0), (rc1, out1) = results
+    assert rc0 == 1 and "error: process 0 was stopped by SIGTERM" in out0, report(results)
+    assert rc1 == 1 and "error: process 0 failed (InterruptedError: process 0 was stopped by SIGTERM); process 1 " \
+                        "stops too. Finished parts are kept: run the same command again to resume" in out1, \
+        report(results)
+    assert all("Traceback" not in out and "Terminating process" not in out for _, out in results), report(results)
+    assert stopped < 10, f"the processes ended {stopped:.0f} s after process 0 was stopped"  # not at 120 s
+
+
+def test_a_process_killed_while_the_others_compute_is_named_within_the_timeout(tmp_path):
+    stopped, results = stop_while_computing(tmp_path, 1, signal.SIGKILL)
+    (rc0, out0), (rc1, _) = results
+    assert rc1 == -signal.SIGKILL and rc0 == 1, report(results)
+    assert f"error: process 1 gave no sign of life for {WAIT:g} s (died, killed, or its machine is lost); process 0 " \
+           "stops too. Finished parts are kept: run the same command again to resume" in out0, report(results)
+    # ours, long before JAX's heartbeat check (WAIT + 60 s) and process 0's next meeting point (120 s)
+    assert "Traceback" not in out0 and "Terminating process" not in out0, report(results)
+    assert WAIT - 1 < stopped < WAIT + 10, f"process 0 stopped {stopped:.0f} s after process 1 was killed"
