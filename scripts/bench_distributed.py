@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import checkpoint, data, distributed, models, occlusion, topk
+from jaxvis import checkpoint, data, distributed, models, occlusion, report, topk
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORKS = {"mnist_cnn": dict(patch=4, stride=2, batch=100, part=500),
@@ -60,7 +60,7 @@ def worker(args) -> None:
     count = args.images
     x_all = np.resize(images, (count, *images.shape[1:]))  # the set tiled to ``count`` images
     y_all = np.resize(labels, count)
-    layers = [n for n in model.fields if model.layer(n).kind in ("relu", "max_pool")]
+    layers = list(report.spatial_layers(model))
 
     def mine():
         def read(start, stop):
@@ -121,7 +121,7 @@ def flops(name: str, size: int, spatial: bool) -> float:
     """XLA's count of one image's forward pass at ``size`` x ``size``: to the logits, or
     (``spatial``) to the deepest ReLU or pool layer, as top-k mining runs it."""
     model = models.build(name, input_size=size)
-    until = [n for n in model.fields if model.layer(n).kind in ("relu", "max_pool")][-1] if spatial else None
+    until = list(report.spatial_layers(model))[-1] if spatial else None
     params = jax.eval_shape(model.init, jax.random.key(0))
     x = jax.ShapeDtypeStruct((1, *model.input_shape), jnp.float32)
     cost = jax.jit(functools.partial(model.apply, until=until)).lower(params, x).compile().cost_analysis()
@@ -179,7 +179,7 @@ def main() -> None:
     per_image = {job: rows[job, "vgg16_64", 1]["seconds"] / rows[job, "vgg16_64", 1]["images"] * ratio[job]
                  * (moved if job == "occlusion" else 1) for job in ("mining", "occlusion")}
     vgg = models.build("vgg16")
-    exchanged = sum(16 * vgg.shapes[n][-1] * 9 for n in vgg.fields if vgg.layer(n).kind in ("relu", "max_pool"))
+    exchanged = sum(16 * vgg.shapes[n][-1] * 9 for n in report.spatial_layers(vgg))
     print(f"\nProjection for ImageNet's {IMAGENET['images']:,} validation images, vgg16 at 224x224, one process of "
           "one core like this one per host:")
     print(f"- per-image cost: vgg16 at 64x64 measured above, times XLA's flop count of one forward pass at 224 "

@@ -62,8 +62,8 @@ def main(argv=None) -> None:
     model, params, card = cli.open_network(args)
     images, labels = cli.open_examples(args)
     parts = [parse_part(p) for p in args.parts]
-    layers = args.layers or [layer.name for layer in model.layers if layer.kind == "max_pool"] + \
-        [[layer.name for layer in model.layers if layer.kind == "relu"][-1]]
+    layers = args.layers or [layer.name for layer in model.layers if layer.pooling] + \
+        [[layer.name for layer in model.layers if layer.rectifier][-1]]
     black = np.asarray(model.normalize(np.zeros((1, 1, 1, model.input_shape[-1]), np.float32)))[0, 0, 0]
     rng = np.random.default_rng(args.seed)
     box_hw = tuple(args.box)

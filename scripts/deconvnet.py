@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from jaxvis import cli, data, distributed, figures, plots, topk
+from jaxvis import cli, data, distributed, figures, plots, report, topk
 from jaxvis._io import write_atomically
 from jaxvis.plots import deconvnet
 
@@ -92,7 +92,7 @@ def job(args, out: Path) -> None:
     if count < len(dataset):
         # project_top_k takes the images top_k saw, no more
         dataset = dataset[:count] if args.image else _First(dataset, count)
-    layers = [n for n in model.fields if model.layer(n).rectifier or model.layer(n).pooling] if args.layer == ["all"] \
+    layers = list(report.spatial_layers(model)) if args.layer == ["all"] \
         else args.layer
     for layer in layers:
         model.check_layer(layer, spatial=True)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def deconvnet_figures(model, params, x_NHWC, labels, images_all, out: Path) -> list[Path]:
     """Single-image mode (strongest map per layer; each ReLU rule) and the Fig. 2 sheets."""
-    layers = [n for n in model.fields if model.layer(n).kind in ("relu", "max_pool")]
+    layers = list(report.spatial_layers(model))
     names = [f"digit {int(c)}" for c in labels]
     written = [out / "deconvnet_layers.png", out / "deconvnet_rules.png"]
     per_layer = {n: np.asarray(project_strongest(model, params, x_NHWC, n)[0]) for n in layers}

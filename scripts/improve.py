@@ -174,7 +174,7 @@ def diagnose(workdir: Path, test: data.Dataset, name: str, out: Path, maps: int 
     images, labels = next(iter(test.batches(test.num_examples)))
     which = cli.first_per_class(labels)[[0, 2, 5, 9]]
     x = np.asarray(model.normalize(images[which]))
-    layer = [n for n in model.fields if model.layer(n).kind == "relu"][-1]
+    layer = [n for n in model.fields if model.layer(n).rectifier][-1]
     result = occlusion.sweep(model, params, x, labels[which], 16, 4, layer=layer)
     names = list(data.DATASETS["fashion_mnist"].class_names)
     plots.save(figures.occlusion_fig7(model, params, x, labels[which], result, layer, class_names=names),

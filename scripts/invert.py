@@ -16,7 +16,7 @@ import time
 import jax
 import numpy as np
 
-from jaxvis import cli, plots, synthesis
+from jaxvis import cli, plots, report, synthesis
 from jaxvis.plots import saliency as saliency_plots
 
 
@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     overrides = {} if args.steps is None else {"steps": args.steps}
 
     model, params, _ = cli.open_network(args)
-    layers = args.layers or [n for n in model.names if model.layer(n).kind in ("relu", "max_pool")] + [model.names[-1]]
+    layers = args.layers or [*report.spatial_layers(model), model.names[-1]]
     inputs = cli.open_inputs(args, model, lambda labels: cli.first_per_class(labels, 1, args.num_images))
     x = model.normalize(inputs.pixels_NHWC[:args.num_images])
 
