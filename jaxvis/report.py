@@ -136,12 +136,34 @@ def spatial_layers(model: Model) -> tuple[str, ...]:
     return tuple(n for n in model.fields if model.layer(n).rectifier or model.layer(n).pooling)
 
 
-def unavailable(model: Model | Wrapped) -> dict[str, str]:
-    """The sections ``model`` cannot have, each with the sentence the page gives instead."""
-    if isinstance(model, Wrapped):
-        return {"occlusion": f"{model.name} is a wrapped network, and occlusion sweeps do not take wrapped "
-                             "networks yet"}
-    return {}
+def unavailable(model: Model | Wrapped, settings: Settings) -> dict[str, str]:
+    """The sections ``model`` cannot have, each with the sentence the page gives instead:
+    projections need a rectified or pooling layer with spatial maps and the rule; the
+    occlusion panels a ReLU with spatial maps and the deconvnet rule; saliency a convolution (Grad-CAM) and the
+    guided rule. A wrapped network refuses a rule where it has activations the rule does
+    not define (:meth:`jaxvis.wrap.Wrapped.check_rule`)."""
+    def refused(rule: str) -> str | None:
+        try:
+            if isinstance(model, Wrapped):
+                model.check_rule(rule)
+        except ValueError as err:
+            return str(err)
+        return None
+
+    missing = {}
+    projected = refused(settings.rule) or (None if _layers(model, settings) else
+                                           f"{model.name} has no rectified or pooling layer with spatial maps")
+    if projected:
+        missing["projections"] = missing["transforms"] = projected
+    fig7 = refused("deconvnet") or (None if any(model.layer(n).rectifier for n in model.fields) else
+                                    f"{model.name} has no ReLU with spatial maps to show in the Fig. 7 panels")
+    if fig7:
+        missing["occlusion"] = fig7
+    if not any(model.layer(n).convolution for n in model.fields):
+        missing["saliency"] = f"{model.name} has no convolution with spatial maps for Grad-CAM"
+    elif refused("guided"):
+        missing["saliency"] = refused("guided")
+    return missing
 
 
 def check(network: Network, settings: Settings) -> None:
@@ -564,9 +586,9 @@ def page(network: Network, settings: Settings, photos: Sequence[dict]) -> str:
     off = [TITLES[s] for s in SECTIONS if s not in settings.sections]
     if off:
         parts.append(f"<p>Sections not computed: {html.escape(', '.join(off))}.</p>")
-    for section, why in unavailable(model).items():
+    for section, why in unavailable(model, settings).items():
         if section in settings.sections:
-            parts.append(f'<p class="note">{TITLES[section]} is left out: {html.escape(why)}.</p>')
+            parts.append(f'<p class="note">{TITLES[section]} is left out: {html.escape(why.rstrip("."))}.</p>')
     parts.append("<nav><b>Photos:</b> " + " · ".join(
         f'<a href="#{p["id"]}">{html.escape(Path(str(p["path"])).name)}</a>' for p in photos) + "</nav>")
     for p in photos:
@@ -604,7 +626,7 @@ def write(network: Network, pixels_NHWC, paths: Sequence[str], out, settings: Se
     if len(paths) != len(pixels_NHWC):
         raise ValueError(f"one path per photo: got {len(paths)} paths for {len(pixels_NHWC)} photos")
     notes = [list(n) for n in notes] if notes is not None else [[] for _ in paths]
-    sections = [s for s in settings.sections if s not in unavailable(model)]
+    sections = [s for s in settings.sections if s not in unavailable(model, settings)]
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     x_NHWC = np.asarray(model.normalize(pixels_NHWC))

@@ -1,5 +1,6 @@
 """The HTML report (jaxvis.report): its page, its numbers against model.apply, resuming, errors."""
 
+import html
 import json
 import re
 import sys
@@ -13,6 +14,7 @@ import pytest
 from conftest import rel_err
 from PIL import Image
 
+import jaxvis
 from jaxvis import classes, images, models, project, report, weights
 from jaxvis.analysis import invariance
 from jaxvis.models import IMAGENET_MEAN, IMAGENET_STD, Model, conv, dense, flatten, max_pool, relu
@@ -74,16 +76,15 @@ def wrapped_written(network, photos, tmp_path_factory):
 
 
 def test_a_wrapped_models_report_has_the_tuples_numbers(written, wrapped_written):
-    """Every section a wrapped model has holds the numbers of the same network as a
-    tuple (within 1e-5); the occlusion section is left out with the reason on the page."""
+    """Every section of the wrapped twin holds the numbers of the same network as a tuple
+    (within 1e-5); its occlusion runs full re-inference, the tuple's incremental."""
     page = (wrapped_written / "index.html").read_text()
-    kept = [s for s in report.SECTIONS if s != "occlusion"]
-    assert re.findall(r'<div class="section" id="cat-(\w+)"', page) == kept
-    assert "Occlusion sensitivity is left out: tiny is a wrapped network" in page
+    assert re.findall(r'<div class="section" id="cat-(\w+)"', page) == list(report.SECTIONS)
+    assert "full inference" in page and "left out" not in page
     for src in re.findall(r'src="([^"]+)"', page):
         assert (wrapped_written / src).is_file()
-    got = {s: _record(wrapped_written, "cat", s)["data"] for s in kept}
-    want = {s: _record(written, "cat", s)["data"] for s in kept}
+    got = {s: _record(wrapped_written, "cat", s)["data"] for s in report.SECTIONS}
+    want = {s: _record(written, "cat", s)["data"] for s in report.SECTIONS}
 
     def close(a, b):
         return rel_err(np.asarray(a, float), np.asarray(b, float)) < 1e-5
@@ -104,6 +105,38 @@ def test_a_wrapped_models_report_has_the_tuples_numbers(written, wrapped_written
     assert got["class_model"]["class"] == want["class_model"]["class"]
     assert close(list(got["class_model"]["probability"].values()), list(want["class_model"]["probability"].values()))
     assert close(list(got["inversion"]["errors"].values()), list(want["inversion"]["errors"].values()))
+    assert [got["occlusion"][k] for k in ("label", "row", "col", "positions")] == [
+        want["occlusion"][k] for k in ("label", "row", "col", "positions")]
+    assert want["occlusion"]["drop"] > 0 and close(got["occlusion"]["drop"], want["occlusion"]["drop"])
+
+
+def test_sections_a_wrapped_network_cannot_have_are_left_out_with_the_reason(photos, tmp_path):
+    """A tanh network: the deconvnet and guided rules are refused, so projections,
+    transforms, occlusion (its Fig. 7 projection) and saliency are left out, each with
+    the refusal on the page; its predictions equal its logits' softmax."""
+    kernel = jax.random.normal(jax.random.key(0), (3, 3, 3, 4)) * 0.3
+    dense = jax.random.normal(jax.random.key(1), (16 * 16 * 4, 10)) * 0.05
+
+    def tanh_net(p, x):
+        h = jax.lax.conv_general_dilated(x, p["conv"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = jax.lax.reduce_window(jnp.maximum(jnp.tanh(h), 0), -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
+                                  "VALID")
+        return h.reshape(h.shape[0], -1) @ p["fc"]
+
+    params = {"conv": kernel, "fc": dense}
+    model = jaxvis.wrap(tanh_net, params, jnp.asarray(photos[:1]), name="tanh_net")
+    network = report.Network(model, params, "random", True, classes.for_model(MODEL))
+    report.write(network, photos[:1], ["a.jpg"], tmp_path, CHEAP, progress=False)
+    page = html.unescape((tmp_path / "index.html").read_text())
+    assert re.findall(r'<div class="section" id="a-(\w+)"', page) == ["predictions"]
+    for title in ("Strongest map of each layer, projected", "Transformed photo", "Occlusion sensitivity",
+                  "Saliency maps"):
+        assert re.search(title + r" is left out: rule '(deconvnet|guided)' is defined for ReLUs only, and tanh_net "
+                         r"has 1 other non-linearity on its input's path \(tanh", page), title
+    probs = np.asarray(jax.nn.softmax(tanh_net(params, model.normalize(photos[:1]))))[0]
+    top = _record(tmp_path, "a", "predictions")["data"]["top"]
+    assert [t[0] for t in top] == np.argsort(-probs)[:5].tolist()
+    assert np.abs(np.array([t[2] for t in top]) - np.sort(probs)[::-1][:5]).max() < 1e-6
 
 
 def test_page_lists_every_section_of_every_photo_with_sized_images(written):
