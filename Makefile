@@ -23,8 +23,10 @@ $(VENV)/.compare: $(VENV)/.installed requirements-compare.txt
 demo: $(VENV)/.installed
 	$(PY) scripts/demo.py --out outputs
 
+# Two pytest-xdist workers, each test file on one of them (a file's fixtures and compiled
+# programs are shared by its tests).
 test: $(VENV)/.installed
-	$(PY) -m pytest tests -q --ignore=tests/compare --ignore=tests/integration --ignore=tests/browser
+	$(PY) -m pytest tests -q -n 2 --dist loadfile --ignore=tests/compare --ignore=tests/integration --ignore=tests/browser
 
 compare: $(VENV)/.compare
 	$(PY) -m pytest tests/compare -q -s
