@@ -1,5 +1,5 @@
 """Occlusion throughput on residual networks: Captum's Occlusion, full re-inference, exact
-incremental (Krypton over the graph) and approximate (``tau``), side by side.
+incremental (Krypton over the graph) and approximate (``tau``, drill-down), side by side.
 
     python scripts/bench_resnet_occlusion.py
     python scripts/bench_resnet_occlusion.py --only resnet18
@@ -28,10 +28,17 @@ from bench_occlusion import ROOT, approximate, captum_rate, jax_rate, print_tabl
 from jaxvis import checkpoint, data, models, weights
 
 PATCH_RESNET, PATCH_MNIST = 16, 4
-APPROXIMATIONS = [("approximate: tau 0.5", dict(tau=0.5)), ("approximate: tau 0.3", dict(tau=0.3))]
 
 
-def bench(case, model, params, x, labels, patch, stride, trials, budget):
+def approximations(stride: int, coarse: int) -> list[tuple[str, dict]]:
+    """The approximate settings timed: Krypton's ``tau``, drill-down from ``coarse``, both."""
+    drill = f"drill-down {coarse}->{stride}, r 0.25"
+    return [("approximate: tau 0.5", dict(tau=0.5)), ("approximate: tau 0.3", dict(tau=0.3)),
+            (f"approximate: {drill}", dict(coarse_stride=coarse)),
+            (f"approximate: tau 0.5 + {drill}", dict(tau=0.5, coarse_stride=coarse))]
+
+
+def bench(case, model, params, x, labels, patch, stride, coarse, trials, budget):
     """Rows for one case: Captum, full, exact incremental and the approximations on one grid."""
     grid = f"stride {stride}"
     results = {}
@@ -43,7 +50,7 @@ def bench(case, model, params, x, labels, patch, stride, trials, budget):
     results["full re-inference"] = (full_rate, seconds, count, grid, None)
     rate, seconds, exact = jax_rate(budget, model, params, x, labels, patch, stride, method="incremental")
     results["incremental, exact"] = (rate, seconds, count, grid, None)
-    for name, kwargs in APPROXIMATIONS:
+    for name, kwargs in approximations(stride, coarse):
         approximate(results, name, jax_rate(budget, model, params, x, labels, patch, stride, method="incremental",
                                             **kwargs), exact, grid)
     check = float(np.abs(attribution - full.attribution_NHW).max() / np.abs(full.attribution_NHW).max())
@@ -83,13 +90,13 @@ def main(argv=None) -> None:
         params = {**params, "fc": {leaf: v * scale for leaf, v in params["fc"].items()}}
         predicted = logits.argmax(-1)
         case_rows, note = bench(f"resnet18 224 (random), 16x16, {n} image(s)", model, params, x, predicted,
-                                PATCH_RESNET, PATCH_RESNET, [(1, 4), (1, 8), (1, 16)], args.memory_budget)
+                                PATCH_RESNET, PATCH_RESNET, 2 * PATCH_RESNET, [(1, 4), (1, 8), (1, 16)], args.memory_budget)
         rows, notes = rows + case_rows, notes + [note]
     if args.only in (None, "mnist_resnet"):
         model, params, _ = checkpoint.restore_model(ROOT / "checkpoints" / "mnist_resnet")
         n = args.digits
         x = np.asarray(model.normalize(images[:n]), np.float32)
-        case_rows, note = bench(f"mnist_resnet 28, 4x4, {n} digits", model, params, x, labels[:n], PATCH_MNIST, 1,
+        case_rows, note = bench(f"mnist_resnet 28, 4x4, {n} digits", model, params, x, labels[:n], PATCH_MNIST, 1, 4,
                                 [(1, 625), (4, 128), (16, 32)], args.memory_budget)
         rows, notes = rows + case_rows, notes + [note]
     print_table(rows, notes)

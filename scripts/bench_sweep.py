@@ -2,7 +2,7 @@
 jaxvis on one machine, back to back.
 
     python scripts/bench_sweep.py                                   # this checkout's jaxvis
-    cd /tmp/old && PYTHONPATH=/tmp/old /work/main/.venv/bin/python /work/main/scripts/bench_sweep.py
+    cd /tmp/old && PYTHONPATH=/tmp/old python <this checkout>/scripts/bench_sweep.py
 
 (the second runs another checkout's jaxvis: ``git worktree add /tmp/old <commit>``). Cases:
 mnist_cnn (checkpoints/mnist_cnn) over ``--digits`` bundled test digits with a 4x4 occluder
